@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Command 2: the whole test suite (after setting up what it needs), plus lint and type checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+if ! command -v redis-server >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "==> installing redis-server (tests start their own on a free port)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    else
+        echo "redis-server is missing: sudo apt-get install redis-server" >&2
+        exit 1
+    fi
+fi
+
+echo "==> ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "==> mypy"
+.venv/bin/mypy
+echo "==> pytest"
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+if [ "$status" = 5 ]; then
+    echo "pytest collected no tests: that is a failure here" >&2
+    exit 1
+fi
+exit "$status"

@@ -1,0 +1,32 @@
+"""The model repository: the contract between training (writes) and serving (reads). See DESIGN.md."""
+
+from service.repository.errors import (
+    AliasNotFound,
+    CorruptVersion,
+    ModelNotFound,
+    RepositoryError,
+    VersionNotFound,
+)
+from service.repository.manifest import (
+    MANIFEST_SCHEMA_VERSION,
+    Lineage,
+    Manifest,
+    Preprocessing,
+    TensorSpec,
+)
+from service.repository.store import ModelRepository, VersionRef
+
+__all__ = [
+    "MANIFEST_SCHEMA_VERSION",
+    "AliasNotFound",
+    "CorruptVersion",
+    "Lineage",
+    "Manifest",
+    "ModelNotFound",
+    "ModelRepository",
+    "Preprocessing",
+    "RepositoryError",
+    "TensorSpec",
+    "VersionNotFound",
+    "VersionRef",
+]

@@ -1,0 +1,30 @@
+"""Domain errors of the model repository. They carry no HTTP; the API maps them to status codes."""
+
+
+class RepositoryError(Exception):
+    """Base class: something about the repository or a request against it is wrong."""
+
+
+class ModelNotFound(RepositoryError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"no model named {name!r} in the repository (known: {', '.join(known) or 'none'})")
+        self.name = name
+
+
+class VersionNotFound(RepositoryError):
+    def __init__(self, name: str, version: int, known: list[int]) -> None:
+        listed = ", ".join(str(v) for v in known) or "none"
+        super().__init__(f"model {name!r} has no version {version} (published: {listed})")
+        self.name = name
+        self.version = version
+
+
+class AliasNotFound(RepositoryError):
+    def __init__(self, name: str, alias: str, known: list[str]) -> None:
+        super().__init__(f"model {name!r} has no alias {alias!r} (aliases: {', '.join(known) or 'none'})")
+        self.name = name
+        self.alias = alias
+
+
+class CorruptVersion(RepositoryError):
+    """A published version whose files do not match its manifest (sha256, missing file, bad JSON)."""

@@ -1,0 +1,230 @@
+"""Reading and writing ``<root>/<model>/<version>/`` folders and ``<root>/<model>/aliases.json``.
+
+Publishing writes into a hidden staging folder beside the versions and renames it into place, so a
+reader never sees half a version; alias changes replace the aliases file atomically under a lock.
+"""
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import msgspec
+
+from service.repository.errors import (
+    AliasNotFound,
+    CorruptVersion,
+    ModelNotFound,
+    RepositoryError,
+    VersionNotFound,
+)
+from service.repository.manifest import Manifest, decode_manifest, encode_manifest
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+MANIFEST_FILE = "manifest.json"
+ONNX_FILE = "model.onnx"
+WEIGHTS_FILE = "weights.pt"
+ALIASES_FILE = "aliases.json"
+PRODUCTION = "production"
+
+
+class VersionRef(NamedTuple):
+    name: str
+    version: int
+    path: Path
+
+
+def check_name(kind: str, value: str) -> str:
+    """Model and alias names become path parts, so they are held to a strict pattern."""
+    if not NAME_PATTERN.match(value):
+        raise RepositoryError(
+            f"invalid {kind} {value!r}: use 1-64 lowercase letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ModelRepository:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # ---------------------------------------------------------------- reading
+
+    def models(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and NAME_PATTERN.match(p.name))
+
+    def versions(self, name: str) -> list[int]:
+        folder = self.root / check_name("model name", name)
+        if not folder.is_dir():
+            raise ModelNotFound(name, self.models())
+        return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
+
+    def path(self, name: str, version: int) -> Path:
+        known = self.versions(name)
+        if version not in known:
+            raise VersionNotFound(name, version, known)
+        return self.root / name / str(version)
+
+    def manifest(self, name: str, version: int) -> Manifest:
+        path = self.path(name, version) / MANIFEST_FILE
+        try:
+            return decode_manifest(path.read_bytes())
+        except FileNotFoundError as exc:
+            raise CorruptVersion(f"{name} v{version}: {MANIFEST_FILE} is missing") from exc
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            raise CorruptVersion(f"{name} v{version}: {MANIFEST_FILE} is invalid: {exc}") from exc
+
+    def verify(self, name: str, version: int) -> Manifest:
+        """Read the manifest and check the sha256 of every file it names; raise CorruptVersion if not."""
+        manifest = self.manifest(name, version)
+        folder = self.root / name / str(version)
+        expected = {ONNX_FILE: manifest.onnx_sha256}
+        if manifest.weights_sha256 is not None:
+            expected[WEIGHTS_FILE] = manifest.weights_sha256
+        for filename, digest in expected.items():
+            if not (folder / filename).is_file():
+                raise CorruptVersion(f"{name} v{version}: {filename} is missing")
+            actual = sha256_file(folder / filename)
+            if actual != digest:
+                raise CorruptVersion(
+                    f"{name} v{version}: {filename} has sha256 {actual[:12]}…, the manifest says {digest[:12]}…"
+                )
+        return manifest
+
+    def aliases(self, name: str) -> dict[str, int]:
+        self.versions(name)  # raises ModelNotFound
+        path = self.root / name / ALIASES_FILE
+        if not path.exists():
+            return {}
+        try:
+            raw = json.loads(path.read_text())
+            return {check_name("alias", str(k)): int(v) for k, v in raw.items()}
+        except (ValueError, TypeError, AttributeError, RepositoryError) as exc:
+            raise RepositoryError(f"{path} is not a valid aliases file: {exc}") from exc
+
+    def resolve(self, name: str, reference: str | int | None = None) -> int:
+        """A version number from a number, an alias, or nothing (production alias, else the latest)."""
+        known = self.versions(name)
+        if reference is None:
+            aliases = self.aliases(name)
+            if PRODUCTION in aliases:
+                return aliases[PRODUCTION]
+            if not known:
+                raise VersionNotFound(name, 0, known)
+            return known[-1]
+        if isinstance(reference, int) or reference.isdigit():
+            version = int(reference)
+            if version not in known:
+                raise VersionNotFound(name, version, known)
+            return version
+        if reference == "latest":
+            if not known:
+                raise VersionNotFound(name, 0, known)
+            return known[-1]
+        aliases = self.aliases(name)
+        if reference not in aliases:
+            raise AliasNotFound(name, reference, sorted(aliases))
+        return aliases[reference]
+
+    # ---------------------------------------------------------------- writing
+
+    @contextlib.contextmanager
+    def _locked(self, name: str) -> Iterator[Path]:
+        folder = self.root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / ".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield folder
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        check_name("alias", alias)
+        if alias == "latest":
+            raise RepositoryError("'latest' is computed from the versions and cannot be set")
+        self.path(name, version)  # the version must exist
+        with self._locked(name) as folder:
+            aliases = self.aliases(name)
+            aliases[alias] = version
+            self._write_aliases(folder, aliases)
+
+    def remove_alias(self, name: str, alias: str) -> None:
+        with self._locked(name) as folder:
+            aliases = self.aliases(name)
+            if alias not in aliases:
+                raise AliasNotFound(name, alias, sorted(aliases))
+            del aliases[alias]
+            self._write_aliases(folder, aliases)
+
+    @staticmethod
+    def _write_aliases(folder: Path, aliases: dict[str, int]) -> None:
+        staging = folder / f".{ALIASES_FILE}.{uuid.uuid4().hex}"
+        with staging.open("w") as handle:
+            json.dump(dict(sorted(aliases.items())), handle, indent=2)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staging, folder / ALIASES_FILE)
+        _fsync_dir(folder)
+
+    def publish(self, manifest: Manifest, onnx_path: Path, weights_path: Path | None) -> VersionRef:
+        """Copy the files in, stamp hashes and the next version number, and rename into place atomically.
+
+        The manifest's ``name`` picks the model; its ``version``, ``onnx_sha256`` and ``weights_sha256``
+        are overwritten with the real values.
+        """
+        name = check_name("model name", manifest.name)
+        folder = self.root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = folder / f".staging-{uuid.uuid4().hex}"
+        staging.mkdir()
+        try:
+            shutil.copyfile(onnx_path, staging / ONNX_FILE)
+            weights_sha = None
+            if weights_path is not None:
+                shutil.copyfile(weights_path, staging / WEIGHTS_FILE)
+                weights_sha = sha256_file(staging / WEIGHTS_FILE)
+            onnx_sha = sha256_file(staging / ONNX_FILE)
+            with self._locked(name):
+                version = max(self.versions(name), default=0) + 1
+                stamped = msgspec.structs.replace(
+                    manifest, version=version, onnx_sha256=onnx_sha, weights_sha256=weights_sha
+                )
+                (staging / MANIFEST_FILE).write_bytes(encode_manifest(stamped))
+                for child in staging.iterdir():
+                    with child.open("rb") as handle:
+                        os.fsync(handle.fileno())
+                _fsync_dir(staging)
+                target = folder / str(version)
+                os.rename(staging, target)
+                _fsync_dir(folder)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return VersionRef(name, version, target)

@@ -1,0 +1,124 @@
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from service.repository import (
+    AliasNotFound,
+    CorruptVersion,
+    ModelNotFound,
+    ModelRepository,
+    RepositoryError,
+    VersionNotFound,
+)
+from tests.service.repository.manifests import sample_manifest
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    onnx = tmp_path / "in.onnx"
+    onnx.write_bytes(b"onnx bytes")
+    weights = tmp_path / "in.pt"
+    weights.write_bytes(b"weights bytes")
+    return onnx, weights
+
+
+def test_publish_numbers_versions_and_stamps_hashes(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    repo = ModelRepository(tmp_path / "models")
+    first = repo.publish(sample_manifest(), *files)
+    second = repo.publish(sample_manifest(), files[0], None)
+    assert (first.version, second.version) == (1, 2)
+    assert repo.versions("fashion-mnist") == [1, 2]
+    manifest = repo.verify("fashion-mnist", 1)
+    assert manifest.version == 1
+    assert len(manifest.onnx_sha256) == 64
+    assert manifest.weights_sha256 is not None
+    assert repo.verify("fashion-mnist", 2).weights_sha256 is None
+    assert sorted(p.name for p in first.path.iterdir()) == ["manifest.json", "model.onnx", "weights.pt"]
+
+
+def test_no_staging_folder_is_left_or_listed(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    repo = ModelRepository(tmp_path)
+    repo.publish(sample_manifest(), *files)
+    (tmp_path / "fashion-mnist" / ".staging-crashed").mkdir()  # a publisher that died mid-way
+    assert repo.versions("fashion-mnist") == [1]
+    assert [p.name for p in (tmp_path / "fashion-mnist").iterdir() if p.name.startswith(".staging")] == [
+        ".staging-crashed"
+    ]
+
+
+def test_a_failed_publish_leaves_nothing(tmp_path: Path) -> None:
+    repo = ModelRepository(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        repo.publish(sample_manifest(), tmp_path / "missing.onnx", None)
+    assert repo.versions("fashion-mnist") == []
+    assert not any((tmp_path / "fashion-mnist").glob(".staging-*"))
+
+
+def test_concurrent_publishers_get_distinct_versions(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    repo = ModelRepository(tmp_path)
+    versions: list[int] = []
+    threads = [threading.Thread(target=lambda: versions.append(repo.publish(sample_manifest(), *files).version))
+               for _ in range(8)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(versions) == list(range(1, 9))
+
+
+def test_tampered_file_is_detected(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    repo = ModelRepository(tmp_path)
+    ref = repo.publish(sample_manifest(), *files)
+    (ref.path / "model.onnx").write_bytes(b"something else")
+    with pytest.raises(CorruptVersion, match=r"model.onnx has sha256 .* the manifest says"):
+        repo.verify("fashion-mnist", 1)
+
+
+def test_broken_manifest_is_reported(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    repo = ModelRepository(tmp_path)
+    ref = repo.publish(sample_manifest(), *files)
+    (ref.path / "manifest.json").write_text("{not json")
+    with pytest.raises(CorruptVersion, match=r"manifest\.json is invalid"):
+        repo.manifest("fashion-mnist", 1)
+
+
+def test_aliases_and_resolution(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    repo = ModelRepository(tmp_path)
+    for _ in range(3):
+        repo.publish(sample_manifest(), *files)
+    assert repo.resolve("fashion-mnist") == 3  # no production alias: the latest
+    repo.set_alias("fashion-mnist", "production", 2)
+    assert repo.resolve("fashion-mnist") == 2
+    assert repo.resolve("fashion-mnist", "production") == 2
+    assert repo.resolve("fashion-mnist", "latest") == 3
+    assert repo.resolve("fashion-mnist", "1") == 1
+    assert json.loads((tmp_path / "fashion-mnist" / "aliases.json").read_text()) == {"production": 2}
+    repo.remove_alias("fashion-mnist", "production")
+    assert repo.aliases("fashion-mnist") == {}
+
+
+def test_lookups_fail_loudly(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    repo = ModelRepository(tmp_path)
+    repo.publish(sample_manifest(), *files)
+    with pytest.raises(
+        ModelNotFound, match=r"no model named 'nope' in the repository \(known: fashion-mnist\)"
+    ):
+        repo.versions("nope")
+    with pytest.raises(VersionNotFound, match=r"has no version 7 \(published: 1\)"):
+        repo.resolve("fashion-mnist", 7)
+    with pytest.raises(AliasNotFound, match="has no alias 'staging'"):
+        repo.resolve("fashion-mnist", "staging")
+    with pytest.raises(VersionNotFound):
+        repo.set_alias("fashion-mnist", "production", 9)
+
+
+@pytest.mark.parametrize("name", ["../escape", "UPPER", "", "a/b", ".hidden"])
+def test_names_cannot_escape_the_root(tmp_path: Path, name: str) -> None:
+    with pytest.raises(RepositoryError, match="invalid model name"):
+        ModelRepository(tmp_path).versions(name)
+
+
+def test_empty_or_missing_root_lists_nothing(tmp_path: Path) -> None:
+    assert ModelRepository(tmp_path / "absent").models() == []

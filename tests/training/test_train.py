@@ -1,0 +1,98 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from service.repository import ModelRepository
+from training.config import TrainConfig
+from training.errors import CheckpointError, OutputExists, UnknownModel, UnknownOptimizer
+from training.settings import TrainingSettings
+from training.train import run
+
+
+def test_a_run_trains_calibrates_exports_and_publishes(
+    settings: TrainingSettings, small_config: TrainConfig, tmp_path: Path
+) -> None:
+    result = run(small_config, settings=settings, output_dir=tmp_path / "run", progress=False, echo=False)
+    assert result.status == "completed"
+    assert result.epochs_completed == 2
+    assert result.metrics["test_accuracy"] > 0.5  # 10 classes: chance is 0.1
+    for name in ("config.yaml", "metrics.jsonl", "curves.png", "confusion_matrix.png", "model.onnx",
+                 "weights.pt", "result.json", "checkpoints/last.pt", "checkpoints/best.pt"):  # fmt: skip
+        assert (tmp_path / "run" / name).is_file(), name
+    assert any((tmp_path / "run" / "tensorboard").iterdir())
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+    assert result.published is not None
+    repo = ModelRepository(settings.model_root)
+    manifest = repo.verify("fashion-mnist", result.published.version)
+    assert repo.aliases("fashion-mnist") == {"production": 1}  # the first version becomes production
+    assert manifest.labels[0] == "T-shirt/top"
+    assert manifest.metrics["test_accuracy"] == result.metrics["test_accuracy"]
+    assert manifest.temperature > 0
+    assert manifest.lineage.config["optimizer_options"]["betas"] == [0.9, 0.999]  # resolved defaults recorded
+    assert manifest.input.shape == (-1, 1, 28, 28)
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(
+    settings: TrainingSettings, small_config: TrainConfig, tmp_path: Path
+) -> None:
+    config = small_config.model_copy(update={"epochs": 3, "publish": False})
+    straight = run(config, settings=settings, output_dir=tmp_path / "straight", progress=False, echo=False)
+
+    first_checkpoint = tmp_path / "resumed" / "checkpoints" / "last.pt"
+    interrupted = run(config, settings=settings, output_dir=tmp_path / "resumed", should_stop=first_checkpoint.exists,
+                      progress=False, echo=False)  # fmt: skip
+    assert (interrupted.status, interrupted.epochs_completed) == ("interrupted", 1)
+    resumed = run(
+        config, settings=settings, output_dir=tmp_path / "resumed", resume=True, progress=False, echo=False
+    )
+    assert resumed.status == "completed"
+
+    a = torch.load(tmp_path / "straight" / "weights.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "weights.pt", weights_only=True)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    assert resumed.metrics["test_accuracy"] == straight.metrics["test_accuracy"]
+
+
+def test_an_existing_output_folder_is_refused(
+    settings: TrainingSettings, small_config: TrainConfig, tmp_path: Path
+) -> None:
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(OutputExists, match="already exists: choose another --output-dir"):
+        run(small_config, settings=settings, output_dir=tmp_path / "taken", progress=False, echo=False)
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ({"model": "resnet9"}, UnknownModel, r"resnet9 \(known: cnn, lenet5"),
+        ({"optimizer": "adamax"}, UnknownOptimizer, r"adamax \(known: adadelta"),
+    ],
+)
+def test_bad_names_fail_before_any_folder_is_made(
+    settings: TrainingSettings, small_config: TrainConfig, tmp_path: Path, change: dict[str, str],
+    error: type[Exception], message: str,
+) -> None:  # fmt: skip
+    with pytest.raises(error, match=message):
+        run(
+            small_config.model_copy(update=change),
+            settings=settings,
+            output_dir=tmp_path / "run",
+            progress=False,
+        )
+    assert not (tmp_path / "run").exists()
+
+
+def test_resuming_with_another_architecture_is_refused(
+    settings: TrainingSettings, small_config: TrainConfig, tmp_path: Path
+) -> None:
+    config = small_config.model_copy(update={"epochs": 1, "publish": False})
+    run(config, settings=settings, output_dir=tmp_path / "run", progress=False, echo=False)
+    with pytest.raises(CheckpointError, match="another config"):
+        run(config.model_copy(update={"model": "cnn"}), settings=settings, output_dir=tmp_path / "run",
+            resume=True, progress=False, echo=False)  # fmt: skip

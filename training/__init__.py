@@ -1,0 +1,1 @@
+"""The offline half of imgcls: data, models, parameter updates, training, calibration, export, publishing."""

@@ -1,0 +1,91 @@
+"""Command-line options generated from the TrainConfig fields, so the CLI, config files and the
+fine-tuning API use the same names (``--learning-rate`` is ``learning_rate`` everywhere)."""
+
+import types
+from collections.abc import Callable
+from typing import Any, Union, get_args, get_origin
+
+import click
+import yaml
+
+from training.config import TrainConfig
+
+# Options whose values are mappings: given as repeatable KEY=VALUE.
+MAPPING_OPTIONS = {
+    "optimizer_options": (
+        "--optimizer-option",
+        "KEY=VALUE",
+        "an optimizer hyperparameter, e.g. momentum=0.95",
+    ),
+    "lr_policy_options": ("--lr-policy-option", "KEY=VALUE", "a policy parameter, e.g. gamma=0.1"),
+    "lr_multipliers": (
+        "--lr-multiplier",
+        "PATTERN=X",
+        "rate multiplier for matching modules, e.g. 'head*=1'",
+    ),
+}
+
+
+def parse_pairs(option: str, pairs: tuple[str, ...]) -> dict[str, Any] | None:
+    """KEY=VALUE strings into a dict; values are read as YAML scalars or lists (0.9, true, [0.9, 0.99])."""
+    if not pairs:
+        return None
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=option)
+        try:
+            parsed[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise click.BadParameter(f"{pair!r}: cannot read the value ({exc})", param_hint=option) from exc
+    return parsed
+
+
+def _is_bool(annotation: Any) -> bool:
+    return annotation is bool
+
+
+def _scalar_type(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, types.UnionType):
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    return {int: click.INT, float: click.FLOAT}.get(annotation, click.STRING)
+
+
+def config_options(extra_help: dict[str, str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator adding one option per TrainConfig field (all default None: unset means 'not given')."""
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        for name, field in reversed(TrainConfig.model_fields.items()):
+            default = field.get_default(call_default_factory=True)
+            shown = "" if default is None else f" [default: {default}]"
+            help_text = f"{field.description or ''}{extra_help.get(name, '')}{shown}"
+            flag = "--" + name.replace("_", "-")
+            if name in MAPPING_OPTIONS:
+                option, metavar, what = MAPPING_OPTIONS[name]
+                function = click.option(
+                    option, name, multiple=True, metavar=metavar, help=f"{what}; repeatable"
+                )(function)
+            elif _is_bool(field.annotation):
+                function = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)(
+                    function
+                )
+            else:
+                function = click.option(
+                    flag, name, type=_scalar_type(field.annotation), default=None, help=help_text
+                )(function)
+        return function
+
+    return decorate
+
+
+def given_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The TrainConfig fields the user set on the command line (mapping options parsed)."""
+    given: dict[str, Any] = {}
+    for name in TrainConfig.model_fields:
+        value = values.get(name)
+        if name in MAPPING_OPTIONS:
+            value = parse_pairs(MAPPING_OPTIONS[name][0], tuple(value or ()))
+        if value is not None:
+            given[name] = value
+    return given

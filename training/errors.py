@@ -1,0 +1,55 @@
+"""Errors a user can fix. The CLI prints each as one line, ``<ErrorName>: <message>``, and exits 1.
+
+Every message names the problem and, where there is one, the fix.
+"""
+
+from collections.abc import Iterable
+
+
+class TrainingError(Exception):
+    """Base class for problems in the user's input, data or environment (not bugs)."""
+
+
+class UnknownName(TrainingError):
+    """A name looked up in a registry that does not hold it."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name = name
+        self.known = sorted(known)
+        super().__init__(f"{name} (known: {', '.join(self.known)})")
+
+
+class UnknownModel(UnknownName):
+    pass
+
+
+class UnknownDataset(UnknownName):
+    pass
+
+
+class UnknownOptimizer(UnknownName):
+    pass
+
+
+class UnknownPolicy(UnknownName):
+    pass
+
+
+class InvalidHyperparameter(TrainingError):
+    pass
+
+
+class DatasetError(TrainingError):
+    """Missing, corrupt or unusable data files."""
+
+
+class CheckpointError(TrainingError):
+    pass
+
+
+class ExportError(TrainingError):
+    """The ONNX export failed its own checks (checker or onnxruntime-vs-torch parity)."""
+
+
+class OutputExists(TrainingError):
+    pass

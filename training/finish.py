@@ -1,0 +1,112 @@
+"""The end of a completed run: calibrate, test, draw, export, and publish.
+
+Writes into the run folder ``model.onnx`` (checked against torch inside the export), ``weights.pt``
+(the state_dict, for fine-tuning), ``result.json`` (what the manifest will say), the plots, and then
+publishes the folder's files as a new version through ``training.publish``.
+"""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import torch
+from torch import nn
+
+from service.repository import VersionRef
+from service.version import code_version
+from training.batches import eval_batches
+from training.calibration import calibrated_probabilities, expected_calibration_error, fit_temperature
+from training.config import TrainConfig
+from training.data import DatasetBundle
+from training.engine import evaluate
+from training.export import export_onnx
+from training.publish import RESULT_FILE, publish_run
+from training.reporting import confusion_matrix, plot_confusion, plot_curves
+
+EVAL_BATCH_SIZE = 1000
+
+
+def finish_run(
+    model: nn.Module,
+    *,
+    run_dir: Path,
+    config: TrainConfig,
+    name: str,
+    data: DatasetBundle,
+    val: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    history: list[dict[str, Any]],
+    device: torch.device,
+    repository_root: Path,
+) -> tuple[dict[str, float], VersionRef | None]:
+    """Returns the test metrics and, when ``config.publish``, the published version."""
+    plain_loss = nn.CrossEntropyLoss()
+    amp = device.type == "cuda"
+
+    def logits_of(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batches = eval_batches(images, labels, batch_size=EVAL_BATCH_SIZE, preprocessing=data.preprocessing,
+                               device=device, channels_last=amp)  # fmt: skip
+        result = evaluate(model, batches, loss_fn=plain_loss, device=device, amp=amp)
+        return result.logits, result.labels
+
+    val_logits, val_labels = logits_of(*val)
+    temperature = fit_temperature(val_logits, val_labels)
+    test_logits, test_labels = logits_of(*test)
+    predicted = test_logits.argmax(dim=1)
+    matrix = confusion_matrix(predicted, test_labels, len(data.labels))
+    metrics: dict[str, float] = {
+        "test_accuracy": round(float((predicted == test_labels).float().mean()), 5),
+        "test_loss": round(float(plain_loss(test_logits / temperature, test_labels)), 5),
+        "ece": round(
+            expected_calibration_error(calibrated_probabilities(test_logits, temperature), test_labels), 5
+        ),
+        "ece_uncalibrated": round(
+            expected_calibration_error(calibrated_probabilities(test_logits, 1.0), test_labels), 5
+        ),
+        "test_images": float(len(test_labels)),
+        "epochs": float(history[-1]["epoch"]) if history else 0.0,
+    }
+    if len(val_labels):
+        metrics["val_accuracy"] = round(float((val_logits.argmax(dim=1) == val_labels).float().mean()), 5)
+    per_class = matrix.diag().double() / matrix.sum(dim=1).clamp(min=1).double()
+    for label, accuracy in zip(data.labels, per_class.tolist(), strict=True):
+        metrics[f"accuracy/{label}"] = round(accuracy, 5)
+
+    title = f"{name} · {config.model} · test accuracy {metrics['test_accuracy']:.4f}"
+    plot_curves(history, run_dir / "curves.png", title=title)
+    plot_confusion(matrix, data.labels, run_dir / "confusion_matrix.png", title=f"{name} · test set")
+
+    model_cpu = model.to("cpu").to(memory_format=torch.contiguous_format).float().eval()
+    torch.save(model_cpu.state_dict(), run_dir / "weights.pt")
+    sample_batch = next(eval_batches(*test, batch_size=8, preprocessing=data.preprocessing,
+                                     device=torch.device("cpu")))[0]  # fmt: skip
+    export = export_onnx(
+        model_cpu, run_dir / "model.onnx", input_shape=(data.preprocessing.channels, *data.preprocessing.input_size),
+        sample=sample_batch,
+        metadata={
+            "labels": json.dumps(list(data.labels)),
+            "preprocessing": json.dumps(msgspec.to_builtins(data.preprocessing)),
+            "temperature": repr(temperature),
+            "metrics": json.dumps(metrics),
+            "config": json.dumps(config.to_dict()),
+            "code_version": code_version(),
+        },
+    )  # fmt: skip
+    result = {
+        "name": name,
+        "architecture": config.model,
+        "labels": list(data.labels),
+        "preprocessing": msgspec.to_builtins(data.preprocessing),
+        "temperature": temperature,
+        "metrics": metrics,
+        "dataset": data.name,
+        "config": config.to_dict(),
+        "export": {"opset": export.opset, "max_abs_diff": export.max_abs_diff},
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code_version": code_version(),
+    }
+    (run_dir / RESULT_FILE).write_text(json.dumps(result, indent=2) + "\n")
+    published = publish_run(run_dir, repository_root=repository_root) if config.publish else None
+    return metrics, published

@@ -1,0 +1,51 @@
+"""The model registry: a name in, a freshly initialised ``nn.Module`` out, or ``UnknownModel``.
+
+Every builder takes the same two keywords, ``in_channels`` and ``num_classes``; anything else a
+model can vary is a keyword of its own constructor with a default, not of the registry. Tests in
+``tests/training/models`` build, run and export every name registered here.
+"""
+
+from functools import partial
+from typing import Protocol
+
+from torch import nn
+
+from training.errors import InvalidHyperparameter, UnknownModel
+from training.models.cnn import CNN
+from training.models.lenet import LeNet5
+from training.models.resnet import RESNETS, build_resnet
+from training.models.resnet_small import ResNetSmall
+
+
+class ModelBuilder(Protocol):
+    def __call__(self, *, in_channels: int, num_classes: int) -> nn.Module: ...
+
+
+# Insertion order is the order ``model_names()`` reports: smallest and fastest first.
+MODELS: dict[str, ModelBuilder] = {
+    "lenet5": LeNet5,
+    "cnn": CNN,
+    "resnet_small": ResNetSmall,
+    **{name: partial(build_resnet, name) for name in RESNETS},
+}
+
+
+def model_names() -> list[str]:
+    return list(MODELS)
+
+
+def create_model(name: str, *, in_channels: int, num_classes: int) -> nn.Module:
+    """Build model ``name`` with random weights (nothing is downloaded).
+
+    Raises ``UnknownModel`` (listing the known names) and ``InvalidHyperparameter`` for fewer than one
+    input channel or class.
+    """
+    try:
+        builder = MODELS[name]
+    except KeyError:
+        raise UnknownModel(name, MODELS) from None
+    if in_channels < 1 or num_classes < 1:
+        raise InvalidHyperparameter(
+            f"{name}: in_channels and num_classes must be at least 1, got {in_channels} and {num_classes}"
+        )
+    return builder(in_channels=in_channels, num_classes=num_classes)
