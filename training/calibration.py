@@ -34,9 +34,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *, max_iter: int
     return min(max(temperature, 0.05), 20.0)
 
 
-def expected_calibration_error(
-    probabilities: torch.Tensor, labels: torch.Tensor, *, bins: int = ECE_BINS
-) -> float:
+def expected_calibration_error(probabilities: torch.Tensor, labels: torch.Tensor, *, bins: int = ECE_BINS) -> float:
     """ECE: the confidence-vs-accuracy gap, averaged over equal-width confidence bins weighted by count."""
     if probabilities.numel() == 0:
         return math.nan

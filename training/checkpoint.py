@@ -60,9 +60,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise CheckpointError(
-            f"{path} is not a readable imgcls checkpoint: {str(exc).splitlines()[0]}"
-        ) from exc
+        raise CheckpointError(f"{path} is not a readable imgcls checkpoint: {str(exc).splitlines()[0]}") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not an imgcls checkpoint (format {CHECKPOINT_FORMAT})")
     return Checkpoint(

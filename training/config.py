@@ -24,9 +24,7 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     # ---- what to train
-    model: str = Field(
-        default="cnn", description="a name from the model registry (imgcls train --help lists them)"
-    )
+    model: str = Field(default="cnn", description="a name from the model registry (imgcls train --help lists them)")
     dataset: str = Field(
         default="fashion-mnist",
         description='"fashion-mnist", "digits" or "folder:<path>" (one folder per class)',
@@ -35,12 +33,8 @@ class TrainConfig(BaseModel):
     image_size: int | None = Field(default=None, ge=8, description="folder datasets only: network input side")
 
     # ---- data
-    val_fraction: float = Field(
-        default=0.1, ge=0.0, lt=1.0, description="held out for early stopping and calibration"
-    )
-    train_subset: int | None = Field(
-        default=None, ge=1, description="use only this many training images (smoke runs)"
-    )
+    val_fraction: float = Field(default=0.1, ge=0.0, lt=1.0, description="held out for early stopping and calibration")
+    train_subset: int | None = Field(default=None, ge=1, description="use only this many training images (smoke runs)")
     test_subset: int | None = Field(default=None, ge=1, description="evaluate on only this many test images")
     augment: bool = Field(
         default=True, description="random crop with padding, plus horizontal flips where the classes allow"
@@ -68,28 +62,18 @@ class TrainConfig(BaseModel):
         default_factory=dict, description='e.g. {"gamma": 0.1, "step_size": 1000}'
     )
     warmup_iters: int = Field(default=0, ge=0, description="linear warmup in front of the policy")
-    lr_multipliers: dict[str, float] = Field(
-        default_factory=dict, description="module-name pattern -> rate multiplier"
-    )
+    lr_multipliers: dict[str, float] = Field(default_factory=dict, description="module-name pattern -> rate multiplier")
     label_smoothing: float = Field(
         default=0.1, ge=0.0, lt=1.0, description="share of the target spread over all classes"
     )
     grad_clip: float | None = Field(default=None, gt=0.0, description="max global gradient norm")
 
     # ---- control
-    early_stopping_patience: int | None = Field(
-        default=None, ge=1, description="epochs without a better val accuracy"
-    )
+    early_stopping_patience: int | None = Field(default=None, ge=1, description="epochs without a better val accuracy")
     seed: int = Field(default=0, description="seeds the split, initialization, shuffling and augmentation")
-    device: Literal["auto", "cpu", "cuda"] = Field(
-        default="auto", description="auto: CUDA when available, else CPU"
-    )
-    threads: int | None = Field(
-        default=None, ge=1, description="CPU threads for torch; default: torch's choice"
-    )
-    publish: bool = Field(
-        default=True, description="publish the exported model into the repository at the end"
-    )
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: CUDA when available, else CPU")
+    threads: int | None = Field(default=None, ge=1, description="CPU threads for torch; default: torch's choice")
+    publish: bool = Field(default=True, description="publish the exported model into the repository at the end")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: this is what checkpoints, manifests and ``config.yaml`` hold."""

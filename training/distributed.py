@@ -34,9 +34,7 @@ def start_processes(device: torch.device) -> Processes:
         return Processes(rank=0, world_size=1, local_rank=0)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Processes(
-        rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ["LOCAL_RANK"])
-    )
+    return Processes(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ["LOCAL_RANK"]))
 
 
 def barrier(processes: Processes) -> None:
@@ -53,9 +51,7 @@ def pick_device(requested: str) -> torch.device:
     """``auto``: CUDA when available (under torchrun, the GPU of this process's LOCAL_RANK), else CPU."""
     if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise TrainingError(
-                "--device cuda was asked for, but torch sees no CUDA device; use --device cpu"
-            )
+            raise TrainingError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)

@@ -73,9 +73,7 @@ def train_one_epoch(
     use_closure = needs_closure(optimizer)
     loss_sum = correct = images = 0.0
     started = time.perf_counter()
-    bar = tqdm(
-        batches, total=total_batches, desc=description, unit="batch", leave=False, disable=not progress
-    )
+    bar = tqdm(batches, total=total_batches, desc=description, unit="batch", leave=False, disable=not progress)
     stopped = False
     step_losses: list[float] = []
     step_rates: list[float] = []

@@ -145,9 +145,7 @@ def _parity_inputs(
 
 def _on_cpu_in_float32(model: nn.Module) -> nn.Module:
     tensors = [*model.parameters(), *model.buffers()]
-    if all(
-        t.device.type == "cpu" and (t.dtype == torch.float32 or not t.is_floating_point()) for t in tensors
-    ):
+    if all(t.device.type == "cpu" and (t.dtype == torch.float32 or not t.is_floating_point()) for t in tensors):
         return model
     return copy.deepcopy(model).to(device="cpu", dtype=torch.float32)
 
@@ -222,9 +220,7 @@ def _check_parity(
         with torch.no_grad():
             expected = model(batch)
         if not isinstance(expected, torch.Tensor):
-            raise ExportError(
-                f"{name}: the model must return one logits tensor, got {type(expected).__name__}"
-            )
+            raise ExportError(f"{name}: the model must return one logits tensor, got {type(expected).__name__}")
         want = expected.numpy()
         got = session.run([OUTPUT_NAME], {INPUT_NAME: batch.numpy()})[0]
         if got.shape != want.shape:

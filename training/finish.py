@@ -59,9 +59,7 @@ def finish_run(
     metrics: dict[str, float] = {
         "test_accuracy": round(float((predicted == test_labels).float().mean()), 5),
         "test_loss": round(float(plain_loss(test_logits / temperature, test_labels)), 5),
-        "ece": round(
-            expected_calibration_error(calibrated_probabilities(test_logits, temperature), test_labels), 5
-        ),
+        "ece": round(expected_calibration_error(calibrated_probabilities(test_logits, temperature), test_labels), 5),
         "ece_uncalibrated": round(
             expected_calibration_error(calibrated_probabilities(test_logits, 1.0), test_labels), 5
         ),

@@ -38,9 +38,7 @@ def manifest_from_result(result: dict[str, Any], *, name: str, run_dir: Path) ->
         name=name,
         architecture=result["architecture"],
         labels=tuple(result["labels"]),
-        input=TensorSpec(
-            name="input", datatype="FP32", shape=(-1, preprocessing.channels, *preprocessing.input_size)
-        ),
+        input=TensorSpec(name="input", datatype="FP32", shape=(-1, preprocessing.channels, *preprocessing.input_size)),
         output=TensorSpec(name="logits", datatype="FP32", shape=(-1, len(result["labels"]))),
         preprocessing=preprocessing,
         temperature=float(result["temperature"]),

@@ -26,9 +26,7 @@ class RunLog:
         self.echo = echo
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
-    def epoch(
-        self, metrics: dict[str, Any], *, step_losses: Sequence[float], step_rates: Sequence[float]
-    ) -> None:
+    def epoch(self, metrics: dict[str, Any], *, step_losses: Sequence[float], step_rates: Sequence[float]) -> None:
         line = json.dumps(metrics, sort_keys=False)
         with self.path.open("a") as handle:
             handle.write(line + "\n")

@@ -73,9 +73,7 @@ class Split:
 
 
 def split_dataset(data: DatasetBundle, config: TrainConfig) -> Split:
-    train_index, val_index = train_val_split(
-        data.train_labels, val_fraction=config.val_fraction, seed=config.seed
-    )
+    train_index, val_index = train_val_split(data.train_labels, val_fraction=config.val_fraction, seed=config.seed)
     if config.train_subset is not None:
         train_index = train_index[: config.train_subset]
     test_count = config.test_subset or len(data.test_labels)
@@ -167,9 +165,7 @@ def _run(
     model = model.to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
-    groups = parameter_groups(
-        model, weight_decay=config.weight_decay or 0.0, lr_multipliers=config.lr_multipliers
-    )
+    groups = parameter_groups(model, weight_decay=config.weight_decay or 0.0, lr_multipliers=config.lr_multipliers)
     optimizer = build_optimizer(
         config.optimizer,
         groups,
@@ -191,9 +187,7 @@ def _run(
     if resume:
         state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
         if state.config != config.to_dict():
-            raise CheckpointError(
-                f"{run_dir}: the checkpoint was made with another config; resume it unchanged"
-            )
+            raise CheckpointError(f"{run_dir}: the checkpoint was made with another config; resume it unchanged")
         load_weights_into(model, state, config.model)
         optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
@@ -268,8 +262,7 @@ def _run(
             if improved:
                 best = (val.accuracy if val.labels.numel() else 0.0, epoch + 1)
             patience_out = (
-                config.early_stopping_patience is not None
-                and epoch + 1 - best[1] >= config.early_stopping_patience
+                config.early_stopping_patience is not None and epoch + 1 - best[1] >= config.early_stopping_patience
             )
             stop_now = agree(processes, patience_out) or should_stop()
             if log is not None:

@@ -10,9 +10,7 @@ FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 @pytest.fixture
 def settings(tmp_path: Path) -> TrainingSettings:
-    return TrainingSettings(
-        model_root=tmp_path / "models", runs_dir=tmp_path / "runs", fashion_mnist_dir=FASHION_MNIST
-    )
+    return TrainingSettings(model_root=tmp_path / "models", runs_dir=tmp_path / "runs", fashion_mnist_dir=FASHION_MNIST)
 
 
 @pytest.fixture

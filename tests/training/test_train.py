@@ -46,9 +46,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(
     interrupted = run(config, settings=settings, output_dir=tmp_path / "resumed", should_stop=first_checkpoint.exists,
                       progress=False, echo=False)  # fmt: skip
     assert (interrupted.status, interrupted.epochs_completed) == ("interrupted", 1)
-    resumed = run(
-        config, settings=settings, output_dir=tmp_path / "resumed", resume=True, progress=False, echo=False
-    )
+    resumed = run(config, settings=settings, output_dir=tmp_path / "resumed", resume=True, progress=False, echo=False)
     assert resumed.status == "completed"
 
     a = torch.load(tmp_path / "straight" / "weights.pt", weights_only=True)

@@ -65,9 +65,7 @@ class LazyGroup(click.Group):
             raise user_error(error) from error
 
 
-@click.group(
-    cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}
-)
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="imgcls")
 def cli() -> None:
     """imgcls: train image classifiers, publish them as ONNX, and serve them.

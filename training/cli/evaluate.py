@@ -24,9 +24,7 @@ BATCH_SIZE = 500
 @click.argument("version", required=False)
 @click.option("--dataset", help="Dataset spec (default: the one the version was trained on).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Fashion-MNIST IDX folder.")
-@click.option(
-    "--model-root", type=click.Path(path_type=Path), help="Model repository [env IMGCLS_MODEL_ROOT]."
-)
+@click.option("--model-root", type=click.Path(path_type=Path), help="Model repository [env IMGCLS_MODEL_ROOT].")
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N test images.")
 @click.option("--confusion-png", type=click.Path(path_type=Path), help="Also draw the confusion matrix here.")
 def evaluate(
@@ -53,17 +51,13 @@ def evaluate(
         image_size=manifest.preprocessing.input_size[0],
         seed=int(manifest.lineage.config.get("seed", 0)),
     )
-    if data.preprocessing.input_size != manifest.preprocessing.input_size or len(data.labels) != len(
-        manifest.labels
-    ):
+    if data.preprocessing.input_size != manifest.preprocessing.input_size or len(data.labels) != len(manifest.labels):
         raise DatasetError(
             f"{data.name} has {len(data.labels)} classes of {data.preprocessing.input_size} images; "
             f"{name} v{number} expects {len(manifest.labels)} classes of {manifest.preprocessing.input_size}"
         )
     images, labels = data.test_images[:limit], data.test_labels[:limit]
-    session = ort.InferenceSession(
-        str(repo.path(name, number) / ONNX_FILE), providers=["CPUExecutionProvider"]
-    )
+    session = ort.InferenceSession(str(repo.path(name, number) / ONNX_FILE), providers=["CPUExecutionProvider"])
     mean = np.asarray(manifest.preprocessing.mean, dtype=np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(manifest.preprocessing.std, dtype=np.float32).reshape(1, -1, 1, 1)
     outputs = []
@@ -80,15 +74,9 @@ def evaluate(
         "dataset": data.name,
         "images": len(labels),
         "accuracy": round(float((predicted == labels).float().mean()), 5),
-        "ece": round(
-            expected_calibration_error(calibrated_probabilities(logits, manifest.temperature), labels), 5
-        ),
-        "ece_uncalibrated": round(
-            expected_calibration_error(calibrated_probabilities(logits, 1.0), labels), 5
-        ),
-        "per_class_accuracy": {
-            label: round(a, 5) for label, a in zip(manifest.labels, per_class, strict=True)
-        },
+        "ece": round(expected_calibration_error(calibrated_probabilities(logits, manifest.temperature), labels), 5),
+        "ece_uncalibrated": round(expected_calibration_error(calibrated_probabilities(logits, 1.0), labels), 5),
+        "per_class_accuracy": {label: round(a, 5) for label, a in zip(manifest.labels, per_class, strict=True)},
         "confusion_matrix": matrix.tolist(),
     }
     if confusion_png is not None:

@@ -15,9 +15,7 @@ from training.train import preprocessing_of
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option(
-    "--output", "-o", type=click.Path(path_type=Path), required=True, help="Where to write the .onnx file."
-)
+@click.option("--output", "-o", type=click.Path(path_type=Path), required=True, help="Where to write the .onnx file.")
 @click.option("--opset", type=click.IntRange(min=17), default=18, show_default=True, help="ONNX opset.")
 def export(checkpoint: Path, output: Path, opset: int) -> None:
     """Export CHECKPOINT (a .pt file, or a run folder: its best checkpoint) to ONNX.
@@ -29,9 +27,7 @@ def export(checkpoint: Path, output: Path, opset: int) -> None:
         checkpoint = checkpoint / "checkpoints" / "best.pt"
     state = load_checkpoint(checkpoint)
     preprocessing = preprocessing_of(state)
-    model = create_model(
-        state.config["model"], in_channels=preprocessing.channels, num_classes=len(state.labels)
-    )
+    model = create_model(state.config["model"], in_channels=preprocessing.channels, num_classes=len(state.labels))
     model.load_state_dict(state.model)
     report = export_onnx(
         model,
@@ -40,20 +36,14 @@ def export(checkpoint: Path, output: Path, opset: int) -> None:
         opset=opset,
         metadata={"labels": json.dumps(state.labels), "config": json.dumps(state.config)},
     )
-    click.echo(
-        json.dumps({"path": str(report.path), "opset": report.opset, "max_abs_diff": report.max_abs_diff})
-    )
+    click.echo(json.dumps({"path": str(report.path), "opset": report.opset, "max_abs_diff": report.max_abs_diff}))
 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--name", help="Publish under this name (default: the run's).")
-@click.option(
-    "--model-root", type=click.Path(path_type=Path), help="Model repository [env IMGCLS_MODEL_ROOT]."
-)
+@click.option("--model-root", type=click.Path(path_type=Path), help="Model repository [env IMGCLS_MODEL_ROOT].")
 def publish(run_dir: Path, name: str | None, model_root: Path | None) -> None:
     """Publish a finished RUN_DIR (trained with --no-publish, say) as a new version."""
     published = publish_run(run_dir, repository_root=model_root or TrainingSettings().model_root, name=name)
-    click.echo(
-        json.dumps({"name": published.name, "version": published.version, "path": str(published.path)})
-    )
+    click.echo(json.dumps({"name": published.name, "version": published.version, "path": str(published.path)}))

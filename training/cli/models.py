@@ -51,9 +51,7 @@ def list_models(model_root: Path | None, as_json: bool) -> None:
     if not rows:
         click.echo(f"no models in {repo.root} (train one with: imgcls train)")
         return
-    click.echo(
-        f"{'NAME':<20} {'VERSION':>7} {'ALIASES':<20} {'ARCHITECTURE':<14} {'ACCURACY':>8} {'ECE':>7}  CREATED"
-    )
+    click.echo(f"{'NAME':<20} {'VERSION':>7} {'ALIASES':<20} {'ARCHITECTURE':<14} {'ACCURACY':>8} {'ECE':>7}  CREATED")
     for row in rows:
         click.echo(
             f"{row['name']:<20} {row['version']:>7} {','.join(row['aliases']) or '-':<20} "

@@ -63,17 +63,15 @@ def config_options(extra_help: dict[str, str]) -> Callable[[Callable[..., Any]],
             flag = "--" + name.replace("_", "-")
             if name in MAPPING_OPTIONS:
                 option, metavar, what = MAPPING_OPTIONS[name]
-                function = click.option(
-                    option, name, multiple=True, metavar=metavar, help=f"{what}; repeatable"
-                )(function)
-            elif _is_bool(field.annotation):
-                function = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)(
+                function = click.option(option, name, multiple=True, metavar=metavar, help=f"{what}; repeatable")(
                     function
                 )
+            elif _is_bool(field.annotation):
+                function = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)(function)
             else:
-                function = click.option(
-                    flag, name, type=_scalar_type(field.annotation), default=None, help=help_text
-                )(function)
+                function = click.option(flag, name, type=_scalar_type(field.annotation), default=None, help=help_text)(
+                    function
+                )
         return function
 
     return decorate

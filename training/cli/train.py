@@ -36,21 +36,15 @@ class StopOnInterrupt:
 
 
 @click.command(context_settings={"max_content_width": 110})
-@click.option(
-    "--config", "config_file", type=click.Path(path_type=Path), help="YAML or TOML file of options."
-)
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML or TOML file of options.")
 @click.option("--output-dir", type=click.Path(path_type=Path), help="Run folder (must not exist).")
-@click.option(
-    "--resume", "resume_dir", type=click.Path(path_type=Path), help="Continue an interrupted run folder."
-)
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path), help="Continue an interrupted run folder.")
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path),
     help="Fashion-MNIST IDX folder [env IMGCLS_FASHION_MNIST_DIR].",
 )
-@click.option(
-    "--model-root", type=click.Path(path_type=Path), help="Model repository [env IMGCLS_MODEL_ROOT]."
-)
+@click.option("--model-root", type=click.Path(path_type=Path), help="Model repository [env IMGCLS_MODEL_ROOT].")
 @click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines.")
 @config_options(
     {
@@ -84,9 +78,7 @@ def train(
     given = given_values(options)
     if resume_dir is not None:
         if given or config_file or output_dir:
-            raise ConfigError(
-                "--resume continues a run with its saved config: give no other training options"
-            )
+            raise ConfigError("--resume continues a run with its saved config: give no other training options")
         saved = resume_dir / "config.yaml"
         if not saved.is_file():
             raise ConfigError(f"{resume_dir} is not a run folder (no config.yaml)")
@@ -124,15 +116,11 @@ def train(
                 f"(uncalibrated {metrics['ece_uncalibrated']:.4f})")  # fmt: skip
         if result.published is not None:
             summary["published"] = {"name": result.published.name, "version": result.published.version}
-            line += (
-                f"; published {result.published.name} v{result.published.version} at {result.published.path}"
-            )
+            line += f"; published {result.published.name} v{result.published.version} at {result.published.path}"
         click.echo(line, err=True)
     click.echo(json.dumps(summary))
     if result.status == "interrupted":
         sys.exit(130)
 
 
-train.help = (train.help or "").format(
-    optimizers=", ".join(optimizer_names()), policies=", ".join(policy_names())
-)
+train.help = (train.help or "").format(optimizers=", ".join(optimizer_names()), policies=", ".join(policy_names()))

@@ -51,13 +51,11 @@ class DatasetBundle:
         for images, labels in ((self.train_images, self.train_labels), (self.test_images, self.test_labels)):
             if images.dtype != torch.uint8 or tuple(images.shape[1:]) != shape:
                 raise ValueError(
-                    f"{self.name}: images must be uint8 (N, {shape}), got {images.dtype} "
-                    f"{tuple(images.shape)}"
+                    f"{self.name}: images must be uint8 (N, {shape}), got {images.dtype} {tuple(images.shape)}"
                 )
             if labels.dtype != torch.int64 or labels.shape != (len(images),):
                 raise ValueError(
-                    f"{self.name}: labels must be int64 ({len(images)},), got {labels.dtype} "
-                    f"{tuple(labels.shape)}"
+                    f"{self.name}: labels must be int64 ({len(images)},), got {labels.dtype} {tuple(labels.shape)}"
                 )
 
 
@@ -79,9 +77,7 @@ def channel_mean_std(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[flo
     return tuple(means), tuple(stds)
 
 
-def _with_train_statistics(
-    name: str, preprocessing: Preprocessing, train_images: torch.Tensor
-) -> Preprocessing:
+def _with_train_statistics(name: str, preprocessing: Preprocessing, train_images: torch.Tensor) -> Preprocessing:
     mean, std = channel_mean_std(train_images)
     if min(std) <= 0:
         raise DatasetError(f"{name}: the training images are one flat colour (std 0); add varied images")
@@ -134,9 +130,7 @@ def _folder(root: Path, *, image_size: int, seed: int) -> DatasetBundle:
         std=(1.0,) * channels,
         resize=image_size,
     )
-    data = load_image_folder(
-        root, preprocessing=placeholder, min_images_per_class=FOLDER_MIN_IMAGES_PER_CLASS
-    )
+    data = load_image_folder(root, preprocessing=placeholder, min_images_per_class=FOLDER_MIN_IMAGES_PER_CLASS)
     train, test = train_val_split(data.targets, val_fraction=FOLDER_TEST_FRACTION, seed=seed)
     train_images = data.images[train]
     return DatasetBundle(
@@ -152,9 +146,7 @@ def _folder(root: Path, *, image_size: int, seed: int) -> DatasetBundle:
     )
 
 
-def load_dataset(
-    spec: str, *, fashion_mnist_dir: Path, image_size: int | None = None, seed: int = 0
-) -> DatasetBundle:
+def load_dataset(spec: str, *, fashion_mnist_dir: Path, image_size: int | None = None, seed: int = 0) -> DatasetBundle:
     """Load a dataset by spec into memory.
 
     ``fashion_mnist_dir`` is only read for ``fashion-mnist``. ``image_size`` is the network input side

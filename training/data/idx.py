@@ -53,9 +53,7 @@ def read_idx(path: Path, *, ndim: int | None = None) -> np.ndarray:
     """
     data = _read_bytes(path)
     if len(data) < 4:
-        raise DatasetError(
-            f"{path}: {len(data)} bytes, too short for an IDX header (truncated); reinstall the file"
-        )
+        raise DatasetError(f"{path}: {len(data)} bytes, too short for an IDX header (truncated); reinstall the file")
     zero, type_code, dims = struct.unpack(">HBB", data[:4])
     if zero != 0 or type_code not in _IDX_DTYPES or dims == 0:
         raise DatasetError(

@@ -16,9 +16,7 @@ from service.repository.manifest import Preprocessing
 from training.data.transforms import decode_for_eval
 from training.errors import DatasetError
 
-IMAGE_EXTENSIONS = frozenset(
-    {".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp"}
-)
+IMAGE_EXTENSIONS = frozenset({".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp"})
 # PIL modes whose pixels carry no colour; a folder of only these is loaded as "L".
 GRAYSCALE_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 
@@ -57,8 +55,7 @@ def _class_folders(root: Path) -> list[Path]:
         )
     if len(folders) == 1:
         raise DatasetError(
-            f"image folder {root} has a single class ({folders[0].name}); a classifier needs at least "
-            "two class folders"
+            f"image folder {root} has a single class ({folders[0].name}); a classifier needs at least two class folders"
         )
     return folders
 
@@ -91,9 +88,7 @@ def detect_color_mode(root: Path) -> Literal["L", "RGB"]:
     return "L"
 
 
-def load_image_folder(
-    root: Path, *, preprocessing: Preprocessing, min_images_per_class: int = 1
-) -> ImageFolderData:
+def load_image_folder(root: Path, *, preprocessing: Preprocessing, min_images_per_class: int = 1) -> ImageFolderData:
     """Decode every image under ``root`` through ``decode_for_eval`` into one uint8 tensor.
 
     Raises ``DatasetError`` when ``root`` is missing, has no class folders or only one, holds no

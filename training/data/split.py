@@ -5,9 +5,7 @@ import torch
 from training.errors import DatasetError
 
 
-def train_val_split(
-    labels: torch.Tensor, *, val_fraction: float, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def train_val_split(labels: torch.Tensor, *, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Split ``range(len(labels))`` into (train, val) int64 index tensors, each sorted ascending.
 
     Stratified: each class gives ``round(val_fraction * n)`` of its ``n`` samples to val (Python-style
@@ -18,9 +16,7 @@ def train_val_split(
     if not 0.0 <= val_fraction < 1.0:
         raise DatasetError(f"val_fraction must be in [0, 1), got {val_fraction}; use e.g. 0.1")
     if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise DatasetError(
-            f"labels must be a 1-dim integer tensor, got {labels.dtype} of shape {tuple(labels.shape)}"
-        )
+        raise DatasetError(f"labels must be a 1-dim integer tensor, got {labels.dtype} of shape {tuple(labels.shape)}")
     labels = labels.to(device="cpu", dtype=torch.int64)
     if len(labels) and int(labels.min()) < 0:
         raise DatasetError(f"labels must be non-negative class indices, found {int(labels.min())}")

@@ -55,10 +55,7 @@ class Range:
             return f"{'<' if self.high_open else '<='} {_fmt(self.high)}"
         if self.low is None and self.high is None:
             return "any finite number"
-        return (
-            f"in {'(' if self.low_open else '['}{_fmt(self.low)}, "
-            f"{_fmt(self.high)}{')' if self.high_open else ']'}"
-        )
+        return f"in {'(' if self.low_open else '['}{_fmt(self.low)}, {_fmt(self.high)}{')' if self.high_open else ']'}"
 
 
 def _fmt(x: float | None) -> str:
@@ -231,9 +228,7 @@ def resolve_options(
         elif filled is not None and filled.get(p.name) is not None:
             resolved[p.name] = p.convert(filled[p.name], owner)
         elif p.required:
-            raise InvalidHyperparameter(
-                f"{owner} needs {p.name} ({p.help})" if p.help else f"{owner} needs {p.name}"
-            )
+            raise InvalidHyperparameter(f"{owner} needs {p.name} ({p.help})" if p.help else f"{owner} needs {p.name}")
         else:
             resolved[p.name] = copy.deepcopy(p.default)  # lists must not alias the registry's
     if check is not None:

@@ -210,9 +210,7 @@ _SPECS: dict[str, OptimizerSpec] = {
                 Float("alpha", 0.99, "α, decay of the squared-gradient average v", range=UNIT_OPEN),
                 Float("eps", 1e-8, _EPS_HELP, range=POSITIVE),
                 Bool("centered", False, "divide by the estimated variance √(v − m²) instead of √v"),
-                Float(
-                    "momentum", 0.0, "momentum on the scaled step (0: none, torch's default)", range=UNIT_OPEN
-                ),
+                Float("momentum", 0.0, "momentum on the scaled step (0: none, torch's default)", range=UNIT_OPEN),
             ),
             _rmsprop,
             "v ← αv + (1−α)g²; w ← w − lr·g/(√v + ε)",
@@ -249,9 +247,7 @@ _SPECS: dict[str, OptimizerSpec] = {
                 Float("l1", 0.0, "λ1, |z| ≤ λ1 gives an exact zero weight", range=NON_NEGATIVE),
                 Float("l2", 0.0, "λ2, paper convention (twice Keras' l2)", range=NON_NEGATIVE),
                 Float("lr_power", -0.5, "p; n^(−p) replaces √n (−0.5: the paper)", range=Range(None, 0.0)),
-                Float(
-                    "initial_accumulator_value", 0.0, "starting n (paper 0.0, Keras 0.1)", range=NON_NEGATIVE
-                ),
+                Float("initial_accumulator_value", 0.0, "starting n (paper 0.0, Keras 0.1)", range=NON_NEGATIVE),
             ),
             _ftrl,
             "FTRL-Proximal, α = learning_rate; regularizes with l1/l2, not weight_decay",
@@ -269,9 +265,7 @@ _SPECS: dict[str, OptimizerSpec] = {
                     choices=("strong_wolfe", None),
                 ),
                 Float("tolerance_grad", 1e-7, "stop when max |g| falls below this", range=NON_NEGATIVE),
-                Float(
-                    "tolerance_change", 1e-9, "stop when the loss or step changes less", range=NON_NEGATIVE
-                ),
+                Float("tolerance_change", 1e-9, "stop when the loss or step changes less", range=NON_NEGATIVE),
             ),
             _lbfgs,
             "quasi-Newton; the engine passes a closure that re-evaluates the loss",
@@ -404,9 +398,7 @@ def _groups_with_rates(
         group["weight_decay"] = check_number(
             f"{label}: weight_decay", group.get("weight_decay", weight_decay), NON_NEGATIVE
         )
-        group["params"] = (
-            list(group["params"]) if not isinstance(group["params"], torch.Tensor) else [group["params"]]
-        )
+        group["params"] = list(group["params"]) if not isinstance(group["params"], torch.Tensor) else [group["params"]]
         groups.append(group)
     return groups
 

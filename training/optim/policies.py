@@ -276,15 +276,10 @@ def policy_defaults(name: str) -> dict[str, object]:
 
 def policy_help(name: str) -> dict[str, str]:
     """One line per option: its meaning and default, for CLI help and docs."""
-    return {
-        p.name: f"{p.help} ({'required' if p.required else f'default {p.default!r}'})"
-        for p in _spec(name).options
-    }
+    return {p.name: f"{p.help} ({'required' if p.required else f'default {p.default!r}'})" for p in _spec(name).options}
 
 
-def resolve_policy_options(
-    name: str, options: Mapping[str, object], *, total_iters: int | None
-) -> dict[str, object]:
+def resolve_policy_options(name: str, options: Mapping[str, object], *, total_iters: int | None) -> dict[str, object]:
     """Validate ``options`` for policy ``name`` and fill defaults (``max_iter`` from ``total_iters``).
 
     Raises UnknownPolicy, or InvalidHyperparameter naming the option, its value and the allowed range

@@ -102,9 +102,7 @@ def test_aliases_and_resolution(tmp_path: Path, files: tuple[Path, Path]) -> Non
 def test_lookups_fail_loudly(tmp_path: Path, files: tuple[Path, Path]) -> None:
     repo = ModelRepository(tmp_path)
     repo.publish(sample_manifest(), *files)
-    with pytest.raises(
-        ModelNotFound, match=r"no model named 'nope' in the repository \(known: fashion-mnist\)"
-    ):
+    with pytest.raises(ModelNotFound, match=r"no model named 'nope' in the repository \(known: fashion-mnist\)"):
         repo.versions("nope")
     with pytest.raises(VersionNotFound, match=r"has no version 7 \(published: 1\)"):
         repo.resolve("fashion-mnist", 7)

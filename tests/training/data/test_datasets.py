@@ -66,9 +66,7 @@ def test_channel_mean_std_is_exact() -> None:
 def make_folder(root: Path, *, channels: int, per_class: int = 5) -> Path:
     for label in ("b_dog", "a_cat"):
         for i in range(per_class):
-            save_image(
-                root / label / f"{i}.png", random_pixels(i + 10 * len(label), 20, 26, channels=channels)
-            )
+            save_image(root / label / f"{i}.png", random_pixels(i + 10 * len(label), 20, 26, channels=channels))
     return root
 
 

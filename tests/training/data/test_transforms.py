@@ -22,17 +22,13 @@ from training.errors import DatasetError
     ("size", "shorter", "expected"),
     [((40, 30), 20, (26, 20)), ((30, 40), 20, (20, 26)), ((50, 50), 7, (7, 7)), ((99, 100), 32, (32, 32))],
 )
-def test_resized_size_truncates_the_longer_side(
-    size: tuple[int, int], shorter: int, expected: tuple[int, int]
-) -> None:
+def test_resized_size_truncates_the_longer_side(size: tuple[int, int], shorter: int, expected: tuple[int, int]) -> None:
     assert resized_size(*size, shorter) == expected
 
 
 @pytest.mark.parametrize("interpolation", ["nearest", "bilinear", "bicubic"])
 @pytest.mark.parametrize(("width", "height"), [(41, 30), (30, 47), (33, 33)])
-def test_decode_matches_torchvision_resize_and_center_crop(
-    interpolation: str, width: int, height: int
-) -> None:
+def test_decode_matches_torchvision_resize_and_center_crop(interpolation: str, width: int, height: int) -> None:
     image = Image.fromarray(random_pixels(width * height, height, width))
     preprocessing = Preprocessing(
         color_mode="RGB",
@@ -86,12 +82,8 @@ def test_image_smaller_than_input_size() -> None:
 
 
 def test_eval_transform_against_hand_computation() -> None:
-    pixels = np.array(
-        [[[0, 255, 51], [102, 0, 255]], [[255, 255, 255], [0, 0, 0]]], dtype=np.uint8
-    )  # (2,2,3)
-    preprocessing = Preprocessing(
-        color_mode="RGB", input_size=(2, 2), mean=(0.2, 0.5, 0.4), std=(0.5, 0.25, 0.2)
-    )
+    pixels = np.array([[[0, 255, 51], [102, 0, 255]], [[255, 255, 255], [0, 0, 0]]], dtype=np.uint8)  # (2,2,3)
+    preprocessing = Preprocessing(color_mode="RGB", input_size=(2, 2), mean=(0.2, 0.5, 0.4), std=(0.5, 0.25, 0.2))
     result = eval_transform(preprocessing=preprocessing)(Image.fromarray(pixels))
     expected = torch.tensor(
         [

@@ -33,9 +33,7 @@ def ftrl_reference(
             if abs(z.flat[i]) <= l1:
                 w.flat[i] = 0.0
             else:
-                w.flat[i] = -(z.flat[i] - np.sign(z.flat[i]) * l1) / (
-                    (beta + n.flat[i] ** (-lr_power)) / alpha + l2
-                )
+                w.flat[i] = -(z.flat[i] - np.sign(z.flat[i]) * l1) / ((beta + n.flat[i] ** (-lr_power)) / alpha + l2)
         history.append(w.copy())
     return history
 

@@ -104,9 +104,7 @@ G1 = [0.5, -0.25]
 G2 = [-1.0, 2.0]
 
 
-def run_steps(
-    name: str, grads: list[list[float]], *, lr: float, wd: float = 0.0, **options: object
-) -> list[float]:
+def run_steps(name: str, grads: list[list[float]], *, lr: float, wd: float = 0.0, **options: object) -> list[float]:
     w = nn.Parameter(torch.tensor(W0, dtype=torch.float64))
     opt = build_optimizer(name, [w], learning_rate=lr, weight_decay=wd, options=options)
     for g in grads:
@@ -195,9 +193,7 @@ def test_lr_multipliers_set_group_rates() -> None:
     groups = parameter_groups(model, weight_decay=0.01, lr_multipliers={"1": 1.0, "*": 0.1})
     opt = build_optimizer("sgd", groups, learning_rate=0.5, weight_decay=0.01, options={})
     rates = {g["name"]: g["lr"] for g in opt.param_groups}
-    assert rates == pytest.approx(
-        {"decay x0.1": 0.05, "no_decay x0.1": 0.05, "decay x1": 0.5, "no_decay x1": 0.5}
-    )
+    assert rates == pytest.approx({"decay x0.1": 0.05, "no_decay x0.1": 0.05, "decay x1": 0.5, "no_decay x1": 0.5})
     assert {g["name"]: g["weight_decay"] for g in opt.param_groups}["no_decay x1"] == 0.0
 
 
@@ -219,9 +215,7 @@ def test_lbfgs_refuses_different_group_rates() -> None:
 @pytest.mark.parametrize("name", sorted(NO_WEIGHT_DECAY))
 def test_weight_decay_refused_where_not_applied(name: str) -> None:
     with pytest.raises(InvalidHyperparameter, match=rf"{name} does not apply weight_decay.*got 0.01"):
-        build_optimizer(
-            name, [nn.Parameter(torch.zeros(2))], learning_rate=0.1, weight_decay=0.01, options={}
-        )
+        build_optimizer(name, [nn.Parameter(torch.zeros(2))], learning_rate=0.1, weight_decay=0.01, options={})
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -246,16 +240,12 @@ def test_negative_weight_decay() -> None:
 
 @pytest.mark.parametrize("momentum", [1.0, -0.1])
 def test_momentum_out_of_range(momentum: float) -> None:
-    with pytest.raises(
-        InvalidHyperparameter, match=rf"momentum: momentum must be in \[0, 1\), got {momentum}"
-    ):
+    with pytest.raises(InvalidHyperparameter, match=rf"momentum: momentum must be in \[0, 1\), got {momentum}"):
         build("momentum", momentum=momentum)
 
 
 def test_nesterov_without_momentum() -> None:
-    with pytest.raises(
-        InvalidHyperparameter, match=r"nesterov: momentum must be in \(0, 1\), got 0.*Nesterov without"
-    ):
+    with pytest.raises(InvalidHyperparameter, match=r"nesterov: momentum must be in \(0, 1\), got 0.*Nesterov without"):
         build("nesterov", momentum=0.0)
 
 
@@ -265,16 +255,10 @@ def test_unknown_optimizer() -> None:
 
 
 def test_unknown_option_lists_allowed() -> None:
-    with pytest.raises(
-        InvalidHyperparameter, match=r"adam: unknown option 'beta1' \(allowed: amsgrad, betas, eps\)"
-    ):
+    with pytest.raises(InvalidHyperparameter, match=r"adam: unknown option 'beta1' \(allowed: amsgrad, betas, eps\)"):
         build("adam", beta1=0.9)
-    with pytest.raises(
-        InvalidHyperparameter, match=r"unknown option 'lr' \(allowed: none\); the learning rate"
-    ):
-        build_optimizer(
-            "sgd", [nn.Parameter(torch.zeros(2))], learning_rate=0.1, weight_decay=0.0, options={"lr": 0.1}
-        )
+    with pytest.raises(InvalidHyperparameter, match=r"unknown option 'lr' \(allowed: none\); the learning rate"):
+        build_optimizer("sgd", [nn.Parameter(torch.zeros(2))], learning_rate=0.1, weight_decay=0.0, options={"lr": 0.1})
 
 
 @pytest.mark.parametrize(
@@ -299,9 +283,7 @@ def test_unknown_option_lists_allowed() -> None:
 )
 def test_bad_options(name: str, options: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidHyperparameter, match=message):
-        build_optimizer(
-            name, [nn.Parameter(torch.zeros(2))], learning_rate=0.1, weight_decay=0.0, options=options
-        )
+        build_optimizer(name, [nn.Parameter(torch.zeros(2))], learning_rate=0.1, weight_decay=0.0, options=options)
 
 
 def test_no_parameters() -> None:

@@ -74,16 +74,12 @@ def test_sigmoid_with_positive_gamma_rises() -> None:
     policy = LearningRatePolicy("sigmoid", {"gamma": 0.2, "step_size": 10})
     assert policy.multiplier(0) < policy.multiplier(10) == 0.5 < policy.multiplier(20)
     assert policy.multiplier(10**6) == pytest.approx(1.0)
-    assert (
-        LearningRatePolicy("sigmoid", {"gamma": -1.0, "step_size": 0}).multiplier(10**6) == 0.0
-    )  # no overflow
+    assert LearningRatePolicy("sigmoid", {"gamma": -1.0, "step_size": 0}).multiplier(10**6) == 0.0  # no overflow
 
 
 def test_max_iter_defaults_to_total_iters() -> None:
     assert resolve_policy_options("poly", {}, total_iters=1000)["max_iter"] == 1000
-    assert (
-        resolve_policy_options("cosine", {"max_iter": 10}, total_iters=1000)["max_iter"] == 10
-    )  # given wins
+    assert resolve_policy_options("cosine", {"max_iter": 10}, total_iters=1000)["max_iter"] == 10  # given wins
     policy = LearningRatePolicy("poly", {"power": 2.0}, total_iters=10)
     assert policy.multiplier(5) == pytest.approx(0.25)
 
@@ -225,7 +221,5 @@ def test_bad_iteration_counts() -> None:
         resolve_policy_options("fixed", {}, total_iters=0)
     with pytest.raises(InvalidHyperparameter, match="warmup_iters must be an integer >= 0, got -5"):
         LearningRatePolicy("fixed", {}, warmup_iters=-5)
-    with pytest.raises(
-        InvalidHyperparameter, match=r"warmup_iters must be <= the run's total iterations \(10\)"
-    ):
+    with pytest.raises(InvalidHyperparameter, match=r"warmup_iters must be <= the run's total iterations \(10\)"):
         LearningRatePolicy("fixed", {}, total_iters=10, warmup_iters=11)
