@@ -16,6 +16,7 @@ from torch import nn
 
 from service.repository import VersionRef
 from service.version import code_version
+from training.assemble import uses_channels_last
 from training.batches import eval_batches
 from training.calibration import calibrated_probabilities, expected_calibration_error, fit_temperature
 from training.config import TrainConfig
@@ -47,7 +48,7 @@ def finish_run(
 
     def logits_of(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batches = eval_batches(images, labels, batch_size=EVAL_BATCH_SIZE, preprocessing=data.preprocessing,
-                               device=device, channels_last=amp)  # fmt: skip
+                               device=device, channels_last=uses_channels_last(config))  # fmt: skip
         result = evaluate(model, batches, loss_fn=plain_loss, device=device, amp=amp)
         return result.logits, result.labels
 

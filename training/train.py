@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from service.repository import Preprocessing, VersionRef
 from service.version import code_version
+from training.assemble import build_model_and_optimizer, uses_channels_last
 from training.batches import batches_per_epoch, eval_batches, training_batches
 from training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
@@ -38,11 +39,8 @@ from training.distributed import Processes, barrier, pick_device, start_processe
 from training.engine import evaluate, train_one_epoch
 from training.errors import CheckpointError, OutputExists
 from training.finish import finish_run
-from training.models import create_model
 from training.optim import (
-    build_optimizer,
     build_scheduler,
-    parameter_groups,
     resolve_optimizer_options,
     resolve_policy_options,
     takes_weight_decay,
@@ -61,6 +59,7 @@ class RunResult:
     epochs_completed: int
     metrics: dict[str, float]  # empty unless completed
     published: VersionRef | None
+    rank: int = 0  # under torchrun, which process this is; only rank 0 reports
 
 
 @dataclass(frozen=True)
@@ -160,19 +159,8 @@ def _run(
     name = config.name or model_name_for(data.name)
     cuda = device.type == "cuda"
 
-    torch.manual_seed(config.seed)
-    model = create_model(config.model, in_channels=data.preprocessing.channels, num_classes=len(data.labels))
-    model = model.to(device)
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
-    groups = parameter_groups(model, weight_decay=config.weight_decay or 0.0, lr_multipliers=config.lr_multipliers)
-    optimizer = build_optimizer(
-        config.optimizer,
-        groups,
-        learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay or 0.0,
-        options=config.optimizer_options,
-    )
+    model, optimizer = build_model_and_optimizer(config, data, device)
+    channels_last = uses_channels_last(config)
     steps_per_epoch = batches_per_epoch(len(split.train[1]), config.batch_size, processes.world_size)
     scheduler = build_scheduler(
         optimizer,
@@ -220,7 +208,7 @@ def _run(
                 crop_padding=config.crop_padding if config.augment else None,
                 flip=data.flip_ok,
                 device=device,
-                channels_last=cuda,
+                channels_last=channels_last,
                 rank=processes.rank,
                 world_size=processes.world_size,
             )
@@ -243,7 +231,7 @@ def _run(
                 break
             val = evaluate(
                 model, eval_batches(*split.val, batch_size=EVAL_BATCH_SIZE, preprocessing=data.preprocessing,
-                                    device=device, channels_last=cuda),
+                                    device=device, channels_last=channels_last),
                 loss_fn=loss_fn, device=device, amp=cuda,
             )  # fmt: skip
             row = {
@@ -255,6 +243,7 @@ def _run(
                 "val_accuracy": None if val.labels.numel() == 0 else round(val.accuracy, 5),
                 "learning_rate": result.learning_rate,
                 "images_per_second": round(result.images_per_second * processes.world_size, 1),
+                "processes": processes.world_size,
                 "seconds": round(result.seconds, 2),
             }
             history = [*history, row]
@@ -298,7 +287,7 @@ def _run(
     epochs_done = history[-1]["epoch"] if history else 0
     if status == "interrupted" or not processes.is_main:
         barrier(processes)
-        return RunResult(run_dir, status, epochs_done, {}, None)
+        return RunResult(run_dir, status, epochs_done, {}, None, rank=processes.rank)
     if best[1] != epochs_done and (run_dir / "checkpoints" / "best.pt").exists():
         load_weights_into(model, load_checkpoint(run_dir / "checkpoints" / "best.pt"), config.model)
     metrics, published = finish_run(

@@ -68,7 +68,7 @@ def test_an_existing_output_folder_is_refused(
 @pytest.mark.parametrize(
     ("change", "error", "message"),
     [
-        ({"model": "resnet9"}, UnknownModel, r"resnet9 \(known: cnn, lenet5"),
+        ({"model": "resnet9"}, UnknownModel, r"resnet9 \(known: cnn, cnn_wide, lenet5"),
         ({"optimizer": "adamax"}, UnknownOptimizer, r"adamax \(known: adadelta"),
     ],
 )

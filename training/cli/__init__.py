@@ -22,6 +22,9 @@ COMMANDS = {
     "export": ("training.cli.export", "export", "Export a checkpoint to ONNX (with the parity check)."),
     "publish": ("training.cli.export", "publish", "Publish a finished run folder into the repository."),
     "models": ("training.cli.models", "models", "List, show and promote published models."),
+    "lr-find": ("training.cli.lr_find", "lr_find", "LR range test: sweep the rate, plot the loss, suggest a rate."),
+    "batch-sweep": ("training.cli.batch_sweep", "batch_sweep", "Images/second and peak memory per batch size."),
+    "compare": ("training.cli.compare", "compare", "Train under several optimizers or LR policies; plot and tabulate."),
 }
 
 

@@ -9,6 +9,8 @@ import click
 import yaml
 
 from training.config import TrainConfig
+from training.data import DATASETS
+from training.models import model_names
 
 # Options whose values are mappings: given as repeatable KEY=VALUE.
 MAPPING_OPTIONS = {
@@ -52,8 +54,9 @@ def _scalar_type(annotation: Any) -> Any:
     return {int: click.INT, float: click.FLOAT}.get(annotation, click.STRING)
 
 
-def config_options(extra_help: dict[str, str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def config_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A decorator adding one option per TrainConfig field (all default None: unset means 'not given')."""
+    extra_help = {"model": f": {', '.join(model_names())}", "dataset": f" (built in: {', '.join(DATASETS)})"}
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         for name, field in reversed(TrainConfig.model_fields.items()):

@@ -12,8 +12,6 @@ import yaml
 
 from training.cli.options import config_options, given_values
 from training.config import ConfigError, build_config, read_config_file
-from training.data import DATASETS
-from training.models import model_names
 from training.optim import optimizer_names, policy_names
 from training.settings import TrainingSettings
 from training.train import run
@@ -46,12 +44,7 @@ class StopOnInterrupt:
 )
 @click.option("--model-root", type=click.Path(path_type=Path), help="Model repository [env IMGCLS_MODEL_ROOT].")
 @click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines.")
-@config_options(
-    {
-        "model": f": {', '.join(model_names())}",
-        "dataset": f" (built in: {', '.join(DATASETS)})",
-    }
-)
+@config_options()
 def train(
     config_file: Path | None,
     output_dir: Path | None,
@@ -101,6 +94,8 @@ def train(
     finally:
         signal.signal(signal.SIGINT, previous)
 
+    if result.rank != 0:
+        return  # under torchrun, rank 0 reports for all
     summary: dict[str, Any] = {
         "status": result.status,
         "run_dir": str(result.run_dir),

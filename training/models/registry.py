@@ -11,7 +11,7 @@ from typing import Protocol
 from torch import nn
 
 from training.errors import InvalidHyperparameter, UnknownModel
-from training.models.cnn import CNN
+from training.models.cnn import CNN, CNN_WIDE_STAGES
 from training.models.lenet import LeNet5
 from training.models.resnet import RESNETS, build_resnet
 from training.models.resnet_small import ResNetSmall
@@ -25,6 +25,7 @@ class ModelBuilder(Protocol):
 MODELS: dict[str, ModelBuilder] = {
     "lenet5": LeNet5,
     "cnn": CNN,
+    "cnn_wide": partial(CNN, stages=CNN_WIDE_STAGES),
     "resnet_small": ResNetSmall,
     **{name: partial(build_resnet, name) for name in RESNETS},
 }

@@ -8,7 +8,7 @@ NAMES = model_names()
 
 
 def test_names_cover_the_design():
-    assert set(NAMES) == {"lenet5", "cnn", "resnet18", "resnet34", "resnet50", "resnet_small"}
+    assert set(NAMES) == {"lenet5", "cnn", "cnn_wide", "resnet18", "resnet34", "resnet50", "resnet_small"}
 
 
 @pytest.mark.parametrize("name", NAMES)

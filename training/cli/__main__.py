@@ -1,0 +1,5 @@
+"""``python -m training.cli`` is ``imgcls``."""
+
+from training.cli import main
+
+main()
