@@ -31,7 +31,6 @@ whose loss becomes NaN is recorded as "diverged" and the others still run.
 """
 
 import json
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -50,7 +49,7 @@ from training.engine import TrainingDiverged
 from training.errors import InvalidHyperparameter, OutputExists, UnknownOptimizer, UnknownPolicy
 from training.models import create_model
 from training.optim import build_optimizer, build_scheduler, optimizer_names, parameter_groups, policy_names
-from training.reporting import read_history
+from training.reporting import read_history, step_scalars
 from training.settings import TrainingSettings
 from training.train import resolve_config, run, split_dataset
 
@@ -337,7 +336,7 @@ def plot_comparison(results: Sequence[VariantResult], path: Path, *, title: str)
         history = read_history(run_dir)
         if history:
             steps_per_epoch = int(history[0]["step"]) // int(history[0]["epoch"])
-            losses = step_losses(run_dir)
+            losses = step_scalars(run_dir, "step/loss")
             if losses:
                 epochs = [(step + 1) / max(steps_per_epoch, 1) for step, _ in losses]
                 values = [loss for _, loss in losses]
@@ -363,20 +362,6 @@ def plot_comparison(results: Sequence[VariantResult], path: Path, *, title: str)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
-
-
-def step_losses(run_dir: Path) -> list[tuple[int, float]]:
-    """(step, loss) for every training batch of a run, from its TensorBoard events (``step/loss``)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = run_dir / "tensorboard"
-    if not events.is_dir():
-        return []
-    accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})  # 0: keep every point
-    accumulator.Reload()
-    if "step/loss" not in accumulator.Tags().get("scalars", []):
-        return []
-    return [(event.step, event.value) for event in accumulator.Scalars("step/loss") if math.isfinite(event.value)]
 
 
 def smooth(values: Sequence[float], beta: float = 0.9) -> list[float]:

@@ -74,7 +74,7 @@ def finish_run(
         metrics[f"accuracy/{label}"] = round(accuracy, 5)
 
     title = f"{name} · {config.model} · test accuracy {metrics['test_accuracy']:.4f}"
-    plot_curves(history, run_dir / "curves.png", title=title)
+    plot_curves(history, run_dir / "curves.png", title=title, run_dir=run_dir, augmented=config.augment)
     plot_confusion(matrix, data.labels, run_dir / "confusion_matrix.png", title=f"{name} · test set")
 
     model_cpu = model.to("cpu").to(memory_format=torch.contiguous_format).float().eval()

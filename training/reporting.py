@@ -5,6 +5,7 @@ Files in the run folder: ``metrics.jsonl`` (one JSON object per epoch), ``tensor
 """
 
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,17 +54,34 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def plot_curves(history: Sequence[dict[str, Any]], path: Path, *, title: str) -> None:
-    """Loss, accuracy and learning rate against epoch, side by side."""
+def step_scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of every point of a per-step TensorBoard scalar (``step/loss``, ``step/learning_rate``)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = run_dir / "tensorboard"
+    if not events.is_dir():
+        return []
+    accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})  # 0: keep every point
+    accumulator.Reload()
+    if tag not in accumulator.Tags().get("scalars", []):
+        return []
+    return [(event.step, event.value) for event in accumulator.Scalars(tag) if math.isfinite(event.value)]
+
+
+def plot_curves(history: Sequence[dict[str, Any]], path: Path, *, title: str, run_dir: Path, augmented: bool) -> None:
+    """Loss and accuracy per epoch, and the learning rate of every step, side by side."""
     epochs = [row["epoch"] for row in history]
     figure, (loss_ax, acc_ax, lr_ax) = plt.subplots(1, 3, figsize=(14, 4))
     loss_ax.plot(epochs, [row["train_loss"] for row in history], "o-", label="train")
-    acc_ax.plot(epochs, [row["train_accuracy"] for row in history], "o-", label="train (augmented)")
+    train_label = "train (augmented batches)" if augmented else "train"
+    acc_ax.plot(epochs, [row["train_accuracy"] for row in history], "o-", label=train_label)
     if any(row.get("val_loss") is not None for row in history):
         loss_ax.plot(epochs, [row.get("val_loss") for row in history], "s-", label="validation")
         acc_ax.plot(epochs, [row.get("val_accuracy") for row in history], "s-", label="validation")
-    lr_ax.plot(epochs, [row["learning_rate"] for row in history], "o-", color="tab:green")
-    for axis, label in ((loss_ax, "loss"), (acc_ax, "accuracy"), (lr_ax, "learning rate (end of epoch)")):
+    rates = step_scalars(run_dir, "step/learning_rate")
+    steps_per_epoch = int(history[-1]["step"]) / int(history[-1]["epoch"]) if history else 1.0
+    lr_ax.plot([(step + 1) / steps_per_epoch for step, _ in rates], [rate for _, rate in rates], color="tab:green")
+    for axis, label in ((loss_ax, "loss"), (acc_ax, "accuracy"), (lr_ax, "learning rate (every step)")):
         axis.set_xlabel("epoch")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
