@@ -22,6 +22,8 @@ Per-variant choices, each overridable:
 * **options of the varied optimizer or policy** (``variant_options[variant]``), e.g.
   ``{"momentum": {"momentum": 0.95}}``; the config's own ``optimizer_options`` (comparing policies) or
   ``lr_policy_options`` (comparing optimizers) apply to every variant.
+* **policy** (comparing optimizers): the config's, except ftrl, which runs under ``fixed`` without warmup
+  (``OPTIMIZER_POLICY``): its closed-form weights are proportional to the rate.
 * **weight decay**: the config's; when it is unset each run resolves its own default (5e-4, or 0 for
   rprop, lbfgs and ftrl, which refuse weight decay).
 
@@ -68,6 +70,8 @@ DEFAULT_LEARNING_RATES: dict[str, float] = {
     "lbfgs": 1.0,  # the line search scales the step
 }
 LBFGS_BATCH_SIZE = 1024
+# FTRL's weights are proportional to its rate (closed form), so it runs only under the fixed policy.
+OPTIMIZER_POLICY = {"ftrl": "fixed"}
 
 Varying = Literal["optimizer", "lr_policy"]
 
@@ -159,6 +163,11 @@ def plan_variants(
         default_batch = LBFGS_BATCH_SIZE if optimizer == "lbfgs" else base.batch_size
         update: dict[str, Any] = {
             varying: name,
+            **(
+                {"lr_policy": OPTIMIZER_POLICY[name], "lr_policy_options": {}, "warmup_iters": 0}
+                if varying == "optimizer" and name in OPTIMIZER_POLICY
+                else {}
+            ),
             "learning_rate": learning_rates.get(name, default_rate),
             "batch_size": batch_sizes.get(name, default_batch),
             "publish": False,
@@ -330,7 +339,7 @@ def plot_comparison(results: Sequence[VariantResult], path: Path, *, title: str)
     """Training loss per step, validation loss and validation accuracy per epoch; one colour per variant."""
     figure, (step_ax, val_loss_ax, val_acc_ax) = plt.subplots(1, 3, figsize=(16, 4.8))
     for index, result in enumerate(results):
-        color = f"C{index % 10}"
+        color = plt.get_cmap("tab20")(index % 20) if len(results) > 10 else f"C{index}"
         label = f"{result.variant} (lr {result.learning_rate:g})"
         run_dir = Path(result.run_dir)
         history = read_history(run_dir)
