@@ -6,7 +6,7 @@ import torch
 
 from service.repository import ModelRepository
 from training.config import TrainConfig
-from training.errors import CheckpointError, OutputExists, UnknownModel, UnknownOptimizer
+from training.errors import CheckpointError, InvalidHyperparameter, OutputExists, UnknownModel, UnknownOptimizer
 from training.settings import TrainingSettings
 from training.train import run
 
@@ -70,6 +70,8 @@ def test_an_existing_output_folder_is_refused(
     [
         ({"model": "resnet9"}, UnknownModel, r"resnet9 \(known: cnn, cnn_wide, lenet5"),
         ({"optimizer": "adamax"}, UnknownOptimizer, r"adamax \(known: adadelta"),
+        ({"optimizer": "ftrl", "lr_policy": "cosine"}, InvalidHyperparameter, "ftrl needs --lr-policy fixed"),
+        ({"lr_policy": "poly", "lr_policy_options": {"power": -1}}, InvalidHyperparameter, "power"),
     ],
 )
 def test_bad_names_fail_before_any_folder_is_made(
