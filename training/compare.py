@@ -43,14 +43,15 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
+import torch
 
+from training.assemble import build_model_and_optimizer
 from training.batches import batches_per_epoch
 from training.config import ConfigError, TrainConfig, build_config
 from training.data import load_dataset
 from training.engine import TrainingDiverged
 from training.errors import InvalidHyperparameter, OutputExists, UnknownOptimizer, UnknownPolicy
-from training.models import create_model
-from training.optim import build_optimizer, build_scheduler, optimizer_names, parameter_groups, policy_names
+from training.optim import build_scheduler, optimizer_names, policy_names
 from training.reporting import read_history, step_scalars
 from training.settings import TrainingSettings
 from training.train import resolve_config, run, split_dataset
@@ -189,19 +190,10 @@ def check_variants(variants: Sequence[Variant], *, settings: TrainingSettings) -
         first.dataset, fashion_mnist_dir=settings.fashion_mnist_dir, image_size=first.image_size, seed=first.seed
     )
     train_images = len(split_dataset(data, first).train[1])
-    model = create_model(first.model, in_channels=data.preprocessing.channels, num_classes=len(data.labels))
     for variant in variants:
         try:
             config = resolve_config(variant.config, train_images=train_images, world_size=1)
-            weight_decay = config.weight_decay or 0.0
-            groups = parameter_groups(model, weight_decay=weight_decay, lr_multipliers=config.lr_multipliers)
-            optimizer = build_optimizer(
-                config.optimizer,
-                groups,
-                learning_rate=config.learning_rate,
-                weight_decay=weight_decay,
-                options=config.optimizer_options,
-            )
+            _, optimizer = build_model_and_optimizer(config, data, torch.device("cpu"))
             build_scheduler(
                 optimizer,
                 config.lr_policy,
