@@ -101,6 +101,7 @@ def finish_run(
         "temperature": temperature,
         "metrics": metrics,
         "dataset": data.name,
+        "skipped_files": [{"path": path, "reason": reason} for path, reason in data.skipped],
         "config": config.to_dict(),
         "export": {"opset": export.opset, "max_abs_diff": export.max_abs_diff},
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -160,6 +160,10 @@ def _run(
         image_size=config.image_size,
         seed=config.seed,
     )
+    if data.skipped and echo and processes.is_main:
+        print(f"# skipped {len(data.skipped)} unreadable file(s):", file=sys.stderr)
+        for path, reason in data.skipped:
+            print(f"#   {path}: {reason}", file=sys.stderr)
     split = split_dataset(data, config)
     config = resolve_config(config, train_images=len(split.train[1]), world_size=processes.world_size)
     name = config.name or model_name_for(data.name)

@@ -96,3 +96,32 @@ def test_resuming_with_another_architecture_is_refused(
     with pytest.raises(CheckpointError, match="another config"):
         run(config.model_copy(update={"model": "cnn"}), settings=settings, output_dir=tmp_path / "run",
             resume=True, progress=False, echo=False)  # fmt: skip
+
+
+def test_an_image_folder_trains_and_records_its_preprocessing(settings: TrainingSettings, tmp_path: Path) -> None:
+    from PIL import Image
+
+    generator = torch.Generator().manual_seed(0)
+    for label, axis in (("horizontal", 0), ("vertical", 1)):
+        (tmp_path / "shapes" / label).mkdir(parents=True)
+        for index in range(12):
+            rows, columns = (torch.arange(n) // 4 % 2 * 200 for n in (40, 48))
+            pixels = (rows[:, None].expand(40, 48) if axis == 0 else columns[None, :].expand(40, 48)).to(torch.uint8)
+            noise = torch.randint(0, 40, (40, 48), generator=generator, dtype=torch.uint8)
+            rgb = (pixels + noise).unsqueeze(-1).expand(40, 48, 3).contiguous()
+            Image.fromarray(rgb.numpy(), "RGB").save(tmp_path / "shapes" / label / f"{index}.png")
+    (tmp_path / "shapes" / "vertical" / "broken.png").write_bytes(b"not a png")
+    config = TrainConfig(
+        model="lenet5", dataset=f"folder:{tmp_path / 'shapes'}", image_size=28, epochs=3, batch_size=8,
+        optimizer="adam", learning_rate=0.003, lr_policy="fixed", val_fraction=0.2,
+    )  # fmt: skip
+    result = run(config, settings=settings, output_dir=tmp_path / "run", progress=False, echo=False)
+    assert result.published is not None and result.published.name == "shapes"
+    manifest = ModelRepository(settings.model_root).verify("shapes", 1)
+    assert manifest.labels == ("horizontal", "vertical")
+    assert manifest.preprocessing.color_mode == "RGB"
+    assert len(manifest.preprocessing.mean) == 3
+    assert (manifest.preprocessing.resize, manifest.preprocessing.input_size) == (28, (28, 28))
+    assert manifest.lineage.dataset == f"folder:{tmp_path / 'shapes'}"
+    skipped = json.loads((tmp_path / "run" / "result.json").read_text())["skipped_files"]
+    assert [entry["path"] for entry in skipped] == ["vertical/broken.png"]
