@@ -125,3 +125,19 @@ def test_an_image_folder_trains_and_records_its_preprocessing(settings: Training
     assert manifest.lineage.dataset == f"folder:{tmp_path / 'shapes'}"
     skipped = json.loads((tmp_path / "run" / "result.json").read_text())["skipped_files"]
     assert [entry["path"] for entry in skipped] == ["vertical/broken.png"]
+
+
+def test_lbfgs_trains_through_the_same_engine(
+    settings: TrainingSettings, small_config: TrainConfig, tmp_path: Path
+) -> None:
+    """L-BFGS re-evaluates the loss through a closure, on large batches, in the ordinary run."""
+    config = small_config.model_copy(
+        update={"optimizer": "lbfgs", "learning_rate": 1.0, "batch_size": 512, "epochs": 2, "publish": False,
+                "optimizer_options": {"max_iter": 10}},
+    )  # fmt: skip
+    result = run(config, settings=settings, output_dir=tmp_path / "run", progress=False, echo=False)
+    assert result.status == "completed"
+    assert result.metrics["test_accuracy"] > 0.3  # four L-BFGS steps of up to 10 evaluations each
+    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in history] == [2, 4]
+    assert history[1]["train_loss"] < history[0]["train_loss"]
