@@ -47,14 +47,12 @@ from torch import nn
 from training.assemble import build_model_and_optimizer, uses_channels_last
 from training.batches import eval_batches
 from training.config import TrainConfig
-from training.data import DatasetBundle, load_dataset
-from training.distributed import pick_device
+from training.data import DatasetBundle
 from training.engine import update_parameters
 from training.errors import InvalidHyperparameter
-from training.lr_find import resolve_for_updates
-from training.optim import needs_closure, resolve_optimizer_options
+from training.lr_find import set_up_for_updates
+from training.optim import needs_closure
 from training.settings import TrainingSettings
-from training.train import split_dataset
 
 # Powers of two and sizes between them (1.5x): whether the powers of two run faster shows directly.
 DEFAULT_BATCH_SIZES = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
@@ -217,15 +215,7 @@ def sweep_batch_sizes(
         raise InvalidHyperparameter(f"batch sizes must be a non-empty list of integers >= 1, got {list(batch_sizes)}")
     if steps < 1 or warmup_steps < 0:
         raise InvalidHyperparameter(f"need steps >= 1 and warmup steps >= 0, got {steps} and {warmup_steps}")
-    resolve_optimizer_options(config.optimizer, config.optimizer_options)  # unknown names and bad values
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    device = pick_device(config.device)
-    data = load_dataset(
-        config.dataset, fashion_mnist_dir=settings.fashion_mnist_dir, image_size=config.image_size, seed=config.seed
-    )
-    images, labels = split_dataset(data, config).train
-    config = resolve_for_updates(config, train_images=len(labels))
+    config, data, (images, labels), device = set_up_for_updates(config, settings=settings)
     probe = peak_memory_probe(device)
     generator = torch.Generator().manual_seed(config.seed)
 

@@ -247,15 +247,7 @@ def find_learning_rate(
     """
     check_supported(config.optimizer)
     sweep_rates(start_rate, end_rate, steps)  # fail on bad bounds before loading data
-    resolve_optimizer_options(config.optimizer, config.optimizer_options)  # unknown names and bad values
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    device = pick_device(config.device)
-    data = load_dataset(
-        config.dataset, fashion_mnist_dir=settings.fashion_mnist_dir, image_size=config.image_size, seed=config.seed
-    )
-    train = split_dataset(data, config).train
-    config = resolve_for_updates(config, train_images=len(train[1]))
+    config, data, train, device = set_up_for_updates(config, settings=settings)
     model, optimizer = build_model_and_optimizer(config, data, device)
     return range_test(
         model,
@@ -269,6 +261,22 @@ def find_learning_rate(
         end_rate=end_rate,
         steps=steps,
     )
+
+
+def set_up_for_updates(
+    config: TrainConfig, *, settings: TrainingSettings
+) -> tuple[TrainConfig, DatasetBundle, tuple[torch.Tensor, torch.Tensor], torch.device]:
+    """What the tools that time or sweep parameter updates share: the config checked and resolved (see
+    ``resolve_for_updates``), torch's threads set, the device, the dataset and its training split."""
+    resolve_optimizer_options(config.optimizer, config.optimizer_options)  # unknown names and bad values
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    device = pick_device(config.device)
+    data = load_dataset(
+        config.dataset, fashion_mnist_dir=settings.fashion_mnist_dir, image_size=config.image_size, seed=config.seed
+    )
+    train = split_dataset(data, config).train
+    return resolve_for_updates(config, train_images=len(train[1])), data, train, device
 
 
 def resolve_for_updates(config: TrainConfig, *, train_images: int) -> TrainConfig:

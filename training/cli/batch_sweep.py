@@ -8,9 +8,8 @@ import click
 
 from training.batch_sweep import DEFAULT_BATCH_SIZES, STEPS, WARMUP_STEPS, format_table, plot_batch_sweep
 from training.batch_sweep import sweep_batch_sizes as run_sweep
-from training.cli.options import config_options, given_values
+from training.cli.options import config_options, given_values, settings_from
 from training.config import build_config, read_config_file
-from training.settings import TrainingSettings
 
 
 class BatchSizes(click.ParamType):
@@ -92,9 +91,7 @@ def batch_sweep(
     Takes every `imgcls train` option, so the same command line works; --batch-size, --epochs and the
     learning-rate policy do not apply. Prints a table on stderr, one JSON object per size on stdout.
     """
-    settings = TrainingSettings()
-    if data_dir is not None:
-        settings = settings.model_copy(update={"fashion_mnist_dir": data_dir})
+    settings = settings_from(data_dir=data_dir)
     config = build_config(read_config_file(config_file) if config_file else {}, given_values(options))
     sweep = run_sweep(config, settings=settings, batch_sizes=batch_sizes, warmup_steps=warmup_steps, steps=steps)
     plot_batch_sweep(sweep, plot_path)

@@ -8,12 +8,11 @@ from typing import Any
 
 import click
 
-from training.cli.options import MAPPING_OPTIONS, config_options, given_values, parse_pairs
+from training.cli.options import MAPPING_OPTIONS, config_options, given_values, parse_pairs, settings_from
 from training.compare import DEFAULT_LEARNING_RATES, LBFGS_BATCH_SIZE, markdown_table
 from training.compare import compare as run_comparison
 from training.config import ConfigError, build_config, read_config_file
 from training.optim import optimizer_names, policy_names
-from training.settings import TrainingSettings
 
 
 class Names(click.ParamType):
@@ -130,9 +129,7 @@ def compare(
     """
     if bool(optimizers) == bool(policies):
         raise ConfigError("give exactly one of --optimizers and --policies (the list of variants to compare)")
-    settings = TrainingSettings()
-    if data_dir is not None:
-        settings = settings.model_copy(update={"fashion_mnist_dir": data_dir})
+    settings = settings_from(data_dir=data_dir)
     file_values = read_config_file(config_file) if config_file else {}
     given = given_values({k: v for k, v in options.items() if k not in MAPPING_OPTIONS})
     varied = "optimizer" if optimizers else "lr_policy"

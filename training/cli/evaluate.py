@@ -11,10 +11,10 @@ import torch
 from service.repository import ModelRepository
 from service.repository.store import ONNX_FILE
 from training.calibration import calibrated_probabilities, expected_calibration_error
+from training.cli.options import settings_from
 from training.data import load_dataset
 from training.errors import DatasetError
 from training.reporting import confusion_matrix, plot_confusion
-from training.settings import TrainingSettings
 
 BATCH_SIZE = 500
 
@@ -41,13 +41,13 @@ def evaluate(
     Runs the exported ONNX file with onnxruntime on the CPU, with the manifest's preprocessing and
     temperature, so it measures exactly what the service serves. Prints one JSON object.
     """
-    settings = TrainingSettings()
-    repo = ModelRepository(model_root or settings.model_root)
+    settings = settings_from(data_dir=data_dir, model_root=model_root)
+    repo = ModelRepository(settings.model_root)
     number = repo.resolve(name, version)
     manifest = repo.verify(name, number)
     data = load_dataset(
         dataset or manifest.lineage.dataset,
-        fashion_mnist_dir=data_dir or settings.fashion_mnist_dir,
+        fashion_mnist_dir=settings.fashion_mnist_dir,
         image_size=manifest.preprocessing.input_size[0],
         seed=int(manifest.lineage.config.get("seed", 0)),
     )

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from training.cli.options import config_options, given_values
+from training.cli.options import config_options, given_values, settings_from
 from training.config import build_config, read_config_file
 from training.lr_find import (
     END_RATE,
@@ -18,7 +18,6 @@ from training.lr_find import (
     plot_range_test,
 )
 from training.optim import optimizer_names
-from training.settings import TrainingSettings
 
 POSITIVE = click.FloatRange(min=0.0, min_open=True)
 
@@ -77,9 +76,7 @@ def lr_find(
     Works with {optimizers}; not with lbfgs (its line search sets the step length) nor rprop (it reads
     the rate only as its initial step size).
     """
-    settings = TrainingSettings()
-    if data_dir is not None:
-        settings = settings.model_copy(update={"fashion_mnist_dir": data_dir})
+    settings = settings_from(data_dir=data_dir)
     config = build_config(read_config_file(config_file) if config_file else {}, given_values(options))
     result = find_learning_rate(config, settings=settings, start_rate=start_rate, end_rate=end_rate, steps=steps)
     plot_range_test(result, plot_path, title=f"LR range test · {config.model} · {config.optimizer} · {config.dataset}")

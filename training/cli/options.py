@@ -3,6 +3,7 @@ fine-tuning API use the same names (``--learning-rate`` is ``learning_rate`` eve
 
 import types
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
 import click
@@ -11,6 +12,7 @@ import yaml
 from training.config import TrainConfig
 from training.data import DATASETS
 from training.models import model_names
+from training.settings import TrainingSettings
 
 # Options whose values are mappings: given as repeatable KEY=VALUE.
 MAPPING_OPTIONS = {
@@ -26,6 +28,12 @@ MAPPING_OPTIONS = {
         "rate multiplier for matching modules, e.g. 'head*=1'",
     ),
 }
+
+
+def settings_from(*, data_dir: Path | None = None, model_root: Path | None = None) -> TrainingSettings:
+    """The environment's settings, overridden by the --data-dir / --model-root options that were given."""
+    overrides = {"fashion_mnist_dir": data_dir, "model_root": model_root}
+    return TrainingSettings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 
 def parse_pairs(option: str, pairs: tuple[str, ...]) -> dict[str, Any] | None:

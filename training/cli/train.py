@@ -10,10 +10,9 @@ from typing import Any
 import click
 import yaml
 
-from training.cli.options import config_options, given_values
+from training.cli.options import config_options, given_values, settings_from
 from training.config import ConfigError, build_config, read_config_file
 from training.optim import optimizer_names, policy_names
-from training.settings import TrainingSettings
 from training.train import run
 
 
@@ -63,11 +62,7 @@ def train(
     Optimizers: {optimizers}
     LR policies: {policies}
     """
-    settings = TrainingSettings()
-    if data_dir is not None:
-        settings = settings.model_copy(update={"fashion_mnist_dir": data_dir})
-    if model_root is not None:
-        settings = settings.model_copy(update={"model_root": model_root})
+    settings = settings_from(data_dir=data_dir, model_root=model_root)
     given = given_values(options)
     if resume_dir is not None:
         if given or config_file or output_dir:
