@@ -45,8 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.assemble import build_model_and_optimizer, uses_channels_last
-from training.batches import training_batches
+from training.assemble import build_model_and_optimizer
 from training.config import TrainConfig
 from training.data import DatasetBundle, load_dataset
 from training.distributed import pick_device
@@ -54,7 +53,7 @@ from training.engine import update_parameters
 from training.errors import InvalidHyperparameter, TrainingError
 from training.optim import needs_closure, resolve_optimizer_options
 from training.settings import TrainingSettings
-from training.train import epoch_seed, resolve_config, split_dataset
+from training.train import epoch_batches, resolve_config, split_dataset
 
 START_RATE = 1e-7
 END_RATE = 10.0
@@ -298,16 +297,7 @@ def endless_batches(
     """Training batches epoch after epoch, each epoch shuffled and augmented as ``imgcls train`` does."""
     for epoch in itertools.count():
         empty = True
-        for batch in training_batches(
-            *train,
-            batch_size=config.batch_size,
-            generator=torch.Generator().manual_seed(epoch_seed(config.seed, epoch)),
-            preprocessing=data.preprocessing,
-            crop_padding=config.crop_padding if config.augment else None,
-            flip=data.flip_ok,
-            device=device,
-            channels_last=uses_channels_last(config),
-        ):
+        for batch in epoch_batches(config, data, train, epoch, device=device):
             empty = False
             yield batch
         if empty:

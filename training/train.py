@@ -15,7 +15,7 @@ Run folder (``--output-dir``, default ``<runs_dir>/<name>-<UTC time>``)::
 
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,6 +109,31 @@ def resolve_config(config: TrainConfig, *, train_images: int, world_size: int) -
 def epoch_seed(seed: int, epoch: int) -> int:
     """Each epoch's shuffling, augmentation and dropout depend only on (seed, epoch): resumable."""
     return seed * 1_000_003 + epoch
+
+
+def epoch_batches(
+    config: TrainConfig,
+    data: DatasetBundle,
+    train: tuple[torch.Tensor, torch.Tensor],
+    epoch: int,
+    *,
+    device: torch.device,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of shuffled (and, when ``config.augment``, augmented) batches, as every tool trains on them."""
+    return training_batches(
+        *train,
+        batch_size=config.batch_size,
+        generator=torch.Generator().manual_seed(epoch_seed(config.seed, epoch)),
+        preprocessing=data.preprocessing,
+        crop_padding=config.crop_padding if config.augment else None,
+        flip=data.flip_ok,
+        device=device,
+        channels_last=uses_channels_last(config),
+        rank=rank,
+        world_size=world_size,
+    )
 
 
 def default_run_dir(settings: TrainingSettings, config: TrainConfig, name: str) -> Path:
@@ -210,17 +235,8 @@ def _run(
     try:
         for epoch in range(start_epoch, config.epochs):
             torch.manual_seed(epoch_seed(config.seed, epoch))
-            batches = training_batches(
-                *split.train,
-                batch_size=config.batch_size,
-                generator=torch.Generator().manual_seed(epoch_seed(config.seed, epoch)),
-                preprocessing=data.preprocessing,
-                crop_padding=config.crop_padding if config.augment else None,
-                flip=data.flip_ok,
-                device=device,
-                channels_last=channels_last,
-                rank=processes.rank,
-                world_size=processes.world_size,
+            batches = epoch_batches(
+                config, data, split.train, epoch, device=device, rank=processes.rank, world_size=processes.world_size
             )
             result = train_one_epoch(
                 trained,
