@@ -8,7 +8,7 @@ import click
 
 from training.batch_sweep import DEFAULT_BATCH_SIZES, STEPS, WARMUP_STEPS, format_table, plot_batch_sweep
 from training.batch_sweep import sweep_batch_sizes as run_sweep
-from training.cli.options import config_options, given_values, settings_from
+from training.cli.options import CONFIG_FILE_OPTION, DATA_DIR_OPTION, config_options, given_values, settings_from
 from training.config import build_config, read_config_file
 
 
@@ -31,12 +31,8 @@ class BatchSizes(click.ParamType):
 
 
 @click.command(context_settings={"max_content_width": 110})
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML or TOML file of options.")
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    help="Fashion-MNIST IDX folder [env IMGCLS_FASHION_MNIST_DIR].",
-)
+@CONFIG_FILE_OPTION
+@DATA_DIR_OPTION
 @click.option(
     "--batch-sizes",
     type=BatchSizes(),

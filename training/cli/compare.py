@@ -8,7 +8,15 @@ from typing import Any
 
 import click
 
-from training.cli.options import MAPPING_OPTIONS, config_options, given_values, parse_pairs, settings_from
+from training.cli.options import (
+    CONFIG_FILE_OPTION,
+    DATA_DIR_OPTION,
+    MAPPING_OPTIONS,
+    config_options,
+    given_values,
+    parse_pairs,
+    settings_from,
+)
 from training.compare import DEFAULT_LEARNING_RATES, LBFGS_BATCH_SIZE, markdown_table
 from training.compare import compare as run_comparison
 from training.config import ConfigError, build_config, read_config_file
@@ -84,12 +92,8 @@ def split_variant_options(option: str, values: dict[str, Any] | None) -> dict[st
     help=f"Per-variant batch sizes, e.g. lbfgs=2048 [default: --batch-size; lbfgs {LBFGS_BATCH_SIZE}].",
 )
 @click.option("--output-dir", type=click.Path(path_type=Path), help="Comparison folder (must not exist).")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML or TOML file of options.")
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    help="Fashion-MNIST IDX folder [env IMGCLS_FASHION_MNIST_DIR].",
-)
+@CONFIG_FILE_OPTION
+@DATA_DIR_OPTION
 @click.option("--quiet", is_flag=True, help="No per-variant lines.")
 @config_options()
 def compare(

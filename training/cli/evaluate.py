@@ -11,7 +11,7 @@ import torch
 from service.repository import ModelRepository
 from service.repository.store import ONNX_FILE
 from training.calibration import calibrated_probabilities, expected_calibration_error
-from training.cli.options import settings_from
+from training.cli.options import DATA_DIR_OPTION, settings_from
 from training.data import load_dataset
 from training.errors import DatasetError
 from training.reporting import confusion_matrix, plot_confusion
@@ -23,7 +23,7 @@ BATCH_SIZE = 500
 @click.argument("name")
 @click.argument("version", required=False)
 @click.option("--dataset", help="Dataset spec (default: the one the version was trained on).")
-@click.option("--data-dir", type=click.Path(path_type=Path), help="Fashion-MNIST IDX folder.")
+@DATA_DIR_OPTION
 @click.option("--model-root", type=click.Path(path_type=Path), help="Model repository [env IMGCLS_MODEL_ROOT].")
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N test images.")
 @click.option("--confusion-png", type=click.Path(path_type=Path), help="Also draw the confusion matrix here.")

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from training.cli.options import config_options, given_values, settings_from
+from training.cli.options import CONFIG_FILE_OPTION, DATA_DIR_OPTION, config_options, given_values, settings_from
 from training.config import build_config, read_config_file
 from training.lr_find import (
     END_RATE,
@@ -23,12 +23,8 @@ POSITIVE = click.FloatRange(min=0.0, min_open=True)
 
 
 @click.command(context_settings={"max_content_width": 110})
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML or TOML file of options.")
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    help="Fashion-MNIST IDX folder [env IMGCLS_FASHION_MNIST_DIR].",
-)
+@CONFIG_FILE_OPTION
+@DATA_DIR_OPTION
 @click.option(
     "--steps",
     type=click.IntRange(min=2),

@@ -30,6 +30,14 @@ MAPPING_OPTIONS = {
 }
 
 
+CONFIG_FILE_OPTION = click.option(
+    "--config", "config_file", type=click.Path(path_type=Path), help="YAML or TOML file of options."
+)
+DATA_DIR_OPTION = click.option(
+    "--data-dir", type=click.Path(path_type=Path), help="Fashion-MNIST IDX folder [env IMGCLS_FASHION_MNIST_DIR]."
+)
+
+
 def settings_from(*, data_dir: Path | None = None, model_root: Path | None = None) -> TrainingSettings:
     """The environment's settings, overridden by the --data-dir / --model-root options that were given."""
     overrides = {"fashion_mnist_dir": data_dir, "model_root": model_root}

@@ -10,7 +10,7 @@ from typing import Any
 import click
 import yaml
 
-from training.cli.options import config_options, given_values, settings_from
+from training.cli.options import CONFIG_FILE_OPTION, DATA_DIR_OPTION, config_options, given_values, settings_from
 from training.config import ConfigError, build_config, read_config_file
 from training.optim import optimizer_names, policy_names
 from training.train import run
@@ -33,14 +33,10 @@ class StopOnInterrupt:
 
 
 @click.command(context_settings={"max_content_width": 110})
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML or TOML file of options.")
+@CONFIG_FILE_OPTION
 @click.option("--output-dir", type=click.Path(path_type=Path), help="Run folder (must not exist).")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), help="Continue an interrupted run folder.")
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    help="Fashion-MNIST IDX folder [env IMGCLS_FASHION_MNIST_DIR].",
-)
+@DATA_DIR_OPTION
 @click.option("--model-root", type=click.Path(path_type=Path), help="Model repository [env IMGCLS_MODEL_ROOT].")
 @click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines.")
 @config_options()
