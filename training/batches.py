@@ -12,6 +12,8 @@ import torch
 from service.repository import Preprocessing
 from training.data.transforms import normalize, train_augment
 
+EVAL_BATCH_SIZE = 1000  # images per forward pass when validating and testing (no gradients kept)
+
 
 def batches_per_epoch(images: int, batch_size: int, world_size: int = 1) -> int:
     """Batches each rank runs per epoch (see training_batches)."""

@@ -17,7 +17,7 @@ from torch import nn
 from service.repository import VersionRef
 from service.version import code_version
 from training.assemble import uses_channels_last
-from training.batches import eval_batches
+from training.batches import EVAL_BATCH_SIZE, eval_batches
 from training.calibration import calibrated_probabilities, expected_calibration_error, fit_temperature
 from training.config import TrainConfig
 from training.data import DatasetBundle
@@ -25,8 +25,6 @@ from training.engine import evaluate
 from training.export import export_onnx
 from training.publish import RESULT_FILE, publish_run
 from training.reporting import confusion_matrix, plot_confusion, plot_curves
-
-EVAL_BATCH_SIZE = 1000
 
 
 def finish_run(

@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from service.repository import Preprocessing, VersionRef
 from service.version import code_version
 from training.assemble import build_model_and_optimizer, uses_channels_last
-from training.batches import batches_per_epoch, eval_batches, training_batches
+from training.batches import EVAL_BATCH_SIZE, batches_per_epoch, eval_batches, training_batches
 from training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.data import DatasetBundle, load_dataset, train_val_split
@@ -49,7 +49,6 @@ from training.reporting import RunLog
 from training.settings import TrainingSettings
 
 DEFAULT_WEIGHT_DECAY = 5e-4
-EVAL_BATCH_SIZE = 1000
 
 
 @dataclass(frozen=True)
