@@ -13,6 +13,7 @@ from service.repository.manifest import (
     Manifest,
     Preprocessing,
     TensorSpec,
+    Variant,
 )
 from service.repository.store import ModelRepository, VersionRef
 
@@ -27,6 +28,7 @@ __all__ = [
     "Preprocessing",
     "RepositoryError",
     "TensorSpec",
+    "Variant",
     "VersionNotFound",
     "VersionRef",
 ]

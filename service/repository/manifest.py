@@ -61,6 +61,24 @@ class Lineage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     base_version: int | None = None
 
 
+class Variant(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A derived model file added to a published version, e.g. an int8 quantization of ``model.onnx``.
+
+    It takes the same input and gives the same logits (same labels, preprocessing and temperature) as
+    the fp32 model; only the arithmetic differs, so its accuracy is measured and recorded here.
+    """
+
+    file: str  # inside the version folder, e.g. "model.int8.onnx"
+    sha256: str  # stamped by ModelRepository.add_variant
+    precision: Literal["int8"]
+    method: str  # how it was made, e.g. "onnxruntime static QDQ, per-channel weights, 512 calibration images"
+    metrics: dict[str, float]  # at least test_accuracy, on the same test images as the fp32 metrics
+
+    def __post_init__(self) -> None:
+        if "test_accuracy" not in self.metrics:
+            raise ValueError(f"variant {self.file}: metrics lack test_accuracy")
+
+
 class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     architecture: str  # a name from training's model registry
@@ -77,6 +95,9 @@ class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     code_version: str
     version: int = 0  # set by ModelRepository.publish
     schema_version: int = MANIFEST_SCHEMA_VERSION
+    # name ("int8") -> derived model file; added after publishing by ModelRepository.add_variant.
+    # Absent in manifests written before variants existed; they decode with none.
+    variants: dict[str, Variant] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:

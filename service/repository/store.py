@@ -2,6 +2,8 @@
 
 Publishing writes into a hidden staging folder beside the versions and renames it into place, so a
 reader never sees half a version; alias changes replace the aliases file atomically under a lock.
+Variants (derived files such as an int8 model) are added to a published version later: the file
+first, then the manifest that names it, each replaced atomically under the same lock.
 """
 
 import contextlib
@@ -25,7 +27,7 @@ from service.repository.errors import (
     RepositoryError,
     VersionNotFound,
 )
-from service.repository.manifest import Manifest, decode_manifest, encode_manifest
+from service.repository.manifest import Manifest, Variant, decode_manifest, encode_manifest
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MANIFEST_FILE = "manifest.json"
@@ -33,6 +35,7 @@ ONNX_FILE = "model.onnx"
 WEIGHTS_FILE = "weights.pt"
 ALIASES_FILE = "aliases.json"
 PRODUCTION = "production"
+RESERVED_FILES = frozenset({MANIFEST_FILE, ONNX_FILE, WEIGHTS_FILE})
 
 
 class VersionRef(NamedTuple):
@@ -106,6 +109,7 @@ class ModelRepository:
         expected = {ONNX_FILE: manifest.onnx_sha256}
         if manifest.weights_sha256 is not None:
             expected[WEIGHTS_FILE] = manifest.weights_sha256
+        expected.update({variant.file: variant.sha256 for variant in manifest.variants.values()})
         for filename, digest in expected.items():
             if not (folder / filename).is_file():
                 raise CorruptVersion(f"{name} v{version}: {filename} is missing")
@@ -181,6 +185,62 @@ class ModelRepository:
                 raise AliasNotFound(name, alias, sorted(aliases))
             del aliases[alias]
             self._write_aliases(folder, aliases)
+
+    def add_variant(self, name: str, version: int, variant_name: str, variant: Variant, onnx_path: Path) -> Manifest:
+        """Copy ``onnx_path`` into the version as ``variant.file`` and record it in the manifest as ``variant_name``.
+
+        Returns the rewritten manifest. The variant's ``sha256`` is overwritten with the copied file's.
+        Nothing else in the version changes: the fp32 model, the weights and every other manifest field
+        stay as published. Adding a name again replaces that variant (and its file).
+
+        The file is copied under a hidden temporary name, fsynced and renamed into place first; then the
+        manifest is rewritten the same way, under the model's lock. A reader therefore never sees a
+        manifest naming a file that is not there. Replacing an existing variant's file leaves a moment in
+        which the old manifest entry names the new file (``verify`` would report the sha256 mismatch);
+        a crash in that moment leaves the version failing ``verify`` until ``add_variant`` is run again.
+        Raises ``RepositoryError`` for a bad variant name or file name, ``VersionNotFound`` and friends
+        for a missing version, ``CorruptVersion`` for an unreadable manifest.
+        """
+        check_name("variant name", variant_name)
+        folder = self.path(name, version)
+        if not NAME_PATTERN.match(variant.file) or variant.file in RESERVED_FILES:
+            raise RepositoryError(
+                f"invalid variant file {variant.file!r}: use a plain file name of 1-64 lowercase letters, digits, "
+                f"'.', '_' or '-', other than {', '.join(sorted(RESERVED_FILES))}"
+            )
+        staging = folder / f".{variant.file}.{uuid.uuid4().hex}"
+        try:
+            shutil.copyfile(onnx_path, staging)
+            with staging.open("rb") as handle:
+                os.fsync(handle.fileno())
+            stamped = msgspec.structs.replace(variant, sha256=sha256_file(staging))
+            with self._locked(name):
+                manifest = self.manifest(name, version)
+                taken = {v.file: n for n, v in manifest.variants.items() if n != variant_name}
+                if variant.file in taken:
+                    raise RepositoryError(
+                        f"{name} v{version}: variant {taken[variant.file]!r} already uses the file {variant.file}"
+                    )
+                updated = msgspec.structs.replace(manifest, variants={**manifest.variants, variant_name: stamped})
+                os.replace(staging, folder / variant.file)
+                self._write_manifest(folder, updated)
+        except BaseException:
+            staging.unlink(missing_ok=True)
+            raise
+        return updated
+
+    @staticmethod
+    def _write_manifest(folder: Path, manifest: Manifest) -> None:
+        staging = folder / f".{MANIFEST_FILE}.{uuid.uuid4().hex}"
+        try:
+            with staging.open("wb") as handle:
+                handle.write(encode_manifest(manifest))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(staging, folder / MANIFEST_FILE)
+        finally:
+            staging.unlink(missing_ok=True)
+        _fsync_dir(folder)
 
     @staticmethod
     def _write_aliases(folder: Path, aliases: dict[str, int]) -> None:
