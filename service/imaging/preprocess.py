@@ -1,0 +1,102 @@
+"""Training's eval transform in numpy: decoded PIL image -> float32 (C, H, W) network input.
+
+This reproduces ``training.data.transforms.eval_transform`` bit for bit (``tests/service/imaging/test_parity.py``
+holds the two side by side): the same PIL calls for conversion and resizing, the same crop arithmetic,
+and the same float32 operations in the same order for scaling, ``(x / 255 - mean) / std``; IEEE float32
+division and subtraction round identically in numpy and torch.
+"""
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from service.imaging.errors import ImageTooLarge, ImageTooSmall
+from service.repository.manifest import Preprocessing
+
+_RESAMPLING = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+}
+# A very elongated image would grow without bound when its shorter side is resized up (1 x 100,000 to
+# 224 x 22,400,000); refuse a resize to more pixels than this, the default decode cap.
+MAX_RESIZED_PIXELS = 40_000_000
+
+
+def resized_size(width: int, height: int, shorter_side: int) -> tuple[int, int]:
+    """(width, height) after resizing so the shorter side is ``shorter_side``.
+
+    The longer side becomes ``int(shorter_side * longer / shorter)`` (truncated, as torchvision's
+    ``Resize(int)`` does), exactly as training computes it.
+    """
+    if width <= height:
+        return shorter_side, int(shorter_side * height / width)
+    return int(shorter_side * width / height), shorter_side
+
+
+def preprocess(image: Image.Image, preprocessing: Preprocessing) -> np.ndarray:
+    """float32 ``(C, H, W)``, C-contiguous, (H, W) = ``preprocessing.input_size``: ``Preprocessing``'s steps.
+
+    1. ``image.convert(color_mode)``: PIL's conversion, as in training, so alpha is dropped (not
+       composited), palettes are expanded, CMYK is converted naively and 16-bit values above 255 clip to
+       255;
+    2. with ``resize`` set, shorter side to ``resize`` (``resized_size``) with PIL's ``interpolation``;
+    3. center crop to ``input_size``: offsets ``round((size - crop) / 2.0)``, Python's half-to-even round;
+    4. ``(x / 255 - mean) / std`` per channel, in float32.
+
+    An image smaller than ``input_size`` after step 2 raises ``ImageTooSmall``, as training refuses it:
+    without ``resize`` the model only ever saw images cropped, never scaled, to its input. A resize to
+    more than ``MAX_RESIZED_PIXELS`` raises ``ImageTooLarge``.
+    """
+    height, width = preprocessing.input_size
+    out = np.empty((preprocessing.channels, height, width), dtype=np.float32)
+    _preprocess_into(image, preprocessing, out)
+    return out
+
+
+def preprocess_batch(images: Sequence[Image.Image], preprocessing: Preprocessing) -> np.ndarray:
+    """float32 ``(N, C, H, W)``: ``preprocess`` of each image, written straight into one batch array."""
+    height, width = preprocessing.input_size
+    out = np.empty((len(images), preprocessing.channels, height, width), dtype=np.float32)
+    for image, row in zip(images, out, strict=True):
+        _preprocess_into(image, preprocessing, row)
+    return out
+
+
+def _preprocess_into(image: Image.Image, preprocessing: Preprocessing, out: np.ndarray) -> None:
+    """Writes ``preprocess(image, preprocessing)`` into ``out`` (float32 (C, H, W), C-contiguous)."""
+    if image.mode != preprocessing.color_mode:
+        image = image.convert(preprocessing.color_mode)
+    if preprocessing.resize is not None:
+        size = resized_size(image.width, image.height, preprocessing.resize)
+        if size[0] * size[1] > MAX_RESIZED_PIXELS:
+            raise ImageTooLarge(
+                f"the image is {image.width}x{image.height}; resizing its shorter side to {preprocessing.resize} "
+                f"would make it {size[0]}x{size[1]}, more than {MAX_RESIZED_PIXELS:,} pixels; "
+                "send an image with a less extreme aspect ratio"
+            )
+        if size != image.size:
+            image = image.resize(size, _RESAMPLING[preprocessing.interpolation])
+
+    crop_h, crop_w = preprocessing.input_size
+    if image.height < crop_h or image.width < crop_w:
+        resized = "" if preprocessing.resize is None else f" after resizing its shorter side to {preprocessing.resize}"
+        raise ImageTooSmall(
+            f"the image is {image.width}x{image.height} (w x h){resized}, smaller than the model's input "
+            f"{crop_w}x{crop_h}; send an image at least that large"
+        )
+    if image.size != (crop_w, crop_h):
+        top = round((image.height - crop_h) / 2.0)
+        left = round((image.width - crop_w) / 2.0)
+        image = image.crop((left, top, left + crop_w, top + crop_h))
+
+    # frombuffer over tobytes: the same bytes as np.asarray(image) at half the cost for small images.
+    pixels = np.frombuffer(image.tobytes(), dtype=np.uint8).reshape(crop_h, crop_w, -1)  # (H, W, C)
+    # Channel planes first (a copy only for RGB): float arithmetic then runs over contiguous memory.
+    planes = np.ascontiguousarray(pixels.transpose(2, 0, 1))  # uint8 (C, H, W)
+    mean = np.asarray(preprocessing.mean, dtype=np.float32).reshape(-1, 1, 1)
+    std = np.asarray(preprocessing.std, dtype=np.float32).reshape(-1, 1, 1)
+    np.divide(planes, np.float32(255.0), out=out)  # float32 throughout, in training's order
+    np.subtract(out, mean, out=out)
+    np.divide(out, std, out=out)
