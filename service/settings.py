@@ -1,7 +1,12 @@
-"""Settings read from the environment, all with the ``IMGCLS_`` prefix. Built explicitly, never at import."""
+"""Settings read from the environment, all with the ``IMGCLS_`` prefix. Built explicitly, never at import.
+
+Every field is documented in docs/operations.md; the comment beside each default says what it means.
+"""
 
 from pathlib import Path
+from typing import Literal
 
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -11,3 +16,50 @@ class RepositorySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IMGCLS_", extra="ignore")
 
     model_root: Path = Path("var/models")  # IMGCLS_MODEL_ROOT: the repository (a shared volume in a cluster)
+    redis_url: str | None = None  # IMGCLS_REDIS_URL: alias-change notifications, rate limits, jobs
+
+
+class ApiKey(BaseModel, frozen=True):
+    """One configured key. Only the sha256 of the key is stored; make one with ``imgcls api-key new``."""
+
+    name: str  # who holds it; shown in logs, never the key itself
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: frozenset[Literal["classify", "admin"]]
+
+
+class ServiceSettings(RepositorySettings):
+    """The inference API (``imgcls serve``)."""
+
+    # ---- process
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)  # server processes; each loads its own sessions (one per GPU on GPU hosts)
+    default_model: str | None = None  # readiness waits for this one; None: every model found at start-up
+
+    # ---- runtime
+    providers: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when it really works, else CPU
+    intra_op_threads: int = Field(default=0, ge=0)  # onnxruntime threads per session; 0: cores / workers
+    variant: str = "fp32"  # "fp32" or a variant from the manifest ("int8"); requests may choose another
+    warmup: bool = True  # run a few batches through every session before it serves
+
+    # ---- batching
+    max_batch_size: int = Field(default=32, ge=1)  # images per onnxruntime call
+    max_queue_delay_ms: float = Field(default=0.0, ge=0)  # extra wait to fill a batch once the runtime is free
+    max_queue_size: int = Field(default=256, ge=1)  # images waiting per version; beyond it: 503 with Retry-After
+
+    # ---- requests
+    max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1)  # whole request body
+    max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1)  # one encoded image
+    max_image_pixels: int = Field(default=40_000_000, ge=1)  # width x height, checked from the header before decoding
+    max_images_per_request: int = Field(default=64, ge=1)
+    image_formats: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP"})  # allow-list of decoded formats
+    default_top_k: int = Field(default=5, ge=1)
+    confidence_thresholds: dict[str, float] = {}  # model name -> below this top-1 probability: low_confidence
+
+    # ---- security
+    auth_enabled: bool = True  # off only for local use; every deploy configuration turns it on
+    api_keys: tuple[ApiKey, ...] = ()  # JSON list of {"name", "sha256", "scopes"}
+    rate_limit_per_minute: int = Field(default=0, ge=0)  # requests per key per minute; 0: unlimited
+
+    # ---- repository changes made by other processes
+    watch_interval_s: float = Field(default=2.0, gt=0)  # poll aliases and new versions this often

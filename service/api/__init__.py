@@ -1,0 +1,1 @@
+"""The HTTP API: create_app (app.py) wires the inference layer to Litestar routes."""

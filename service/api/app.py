@@ -1,0 +1,96 @@
+"""``create_app(settings)``: the one composition root of the API process.
+
+Start-up returns at once: models load and warm in the background, /healthz/live answers immediately and
+/healthz/ready turns 200 when the default model serves. Each server process builds its own app, so each
+holds its own onnxruntime sessions (one process per GPU on GPU hosts).
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from redis.asyncio import Redis
+
+from service.api import health
+from service.api.auth import Authenticator, RateLimiter
+from service.api.errors import problem_response
+from service.api.state import AppState
+from service.api.v1 import classify, models
+from service.imaging import DecodeLimits
+from service.inference.registry import ModelRegistry
+from service.inference.watch import listen_for_changes, poll_repository
+from service.metrics import Metrics
+from service.repository import ModelRepository
+from service.settings import ServiceSettings
+from service.version import code_version
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: ServiceSettings | None = None) -> Litestar:
+    settings = settings or ServiceSettings()
+    if settings.auth_enabled and not settings.api_keys:
+        raise ValueError(
+            "IMGCLS_AUTH_ENABLED is on but IMGCLS_API_KEYS is empty: create a key with 'imgcls api-key new', "
+            "or set IMGCLS_AUTH_ENABLED=false for local use"
+        )
+    metrics = Metrics()
+    registry = ModelRegistry(
+        ModelRepository(settings.model_root), settings, on_batch=metrics.observe_batch, on_load=metrics.observe_load
+    )
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    state = AppState(
+        settings=settings,
+        registry=registry,
+        metrics=metrics,
+        auth=Authenticator(settings, RateLimiter(settings.rate_limit_per_minute, redis)),
+        limits=DecodeLimits(
+            formats=frozenset(settings.image_formats),
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+        ),
+        redis_url=settings.redis_url,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(registry.start(), name="load-models")]
+        tasks.append(asyncio.create_task(poll_repository(registry, settings.watch_interval_s), name="poll"))
+        if redis is not None:
+            tasks.append(asyncio.create_task(listen_for_changes(registry, redis), name="listen"))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await registry.stop()
+            if redis is not None:
+                await redis.aclose()
+
+    return Litestar(
+        route_handlers=[
+            classify.classify_images,
+            models.list_models,
+            models.model_detail,
+            models.load_version,
+            models.unload_version,
+            models.promote_version,
+            health.live,
+            health.ready,
+            health.metrics,
+        ],
+        lifespan=[lifespan],
+        state=State({"imgcls": state}),
+        exception_handlers={Exception: problem_response},
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="imgcls", version=code_version(), path="/schema", render_plugins=[SwaggerRenderPlugin()]
+        ),
+        debug=False,
+    )

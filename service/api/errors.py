@@ -1,0 +1,119 @@
+"""The one table from domain errors to HTTP status codes, and the problem+json body every error gets.
+
+Domain code (inference, imaging, repository) raises its own errors without HTTP; this module decides
+what a client sees. Unexpected errors are logged with their traceback and answered with a plain 500.
+"""
+
+import logging
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from service.imaging import CorruptImage, EmptyImage, ImageError, ImageTooLarge, UnsupportedImageFormat
+from service.inference.errors import (
+    InvalidArgument,
+    ModelNotLoaded,
+    ProviderUnavailable,
+    QueueFull,
+    ShuttingDown,
+    VariantNotFound,
+    VersionInUse,
+)
+from service.repository import AliasNotFound, CorruptVersion, ModelNotFound, RepositoryError, VersionNotFound
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Unauthorized(Exception):
+    """No API key, or one that matches no configured key."""
+
+
+class Forbidden(Exception):
+    """A valid key without the scope the endpoint needs."""
+
+
+class RateLimited(Exception):
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class BadRequest(Exception):
+    """A request body the API cannot read (wrong content type, broken multipart, bad JSON)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# (error class, status, reason label for the rejects metric). The first match in order wins.
+STATUS_TABLE: list[tuple[type[Exception], int, str]] = [
+    (EmptyImage, 400, "bad_image"),
+    (UnsupportedImageFormat, 415, "bad_image"),
+    (ImageTooLarge, 413, "too_large"),
+    (CorruptImage, 422, "bad_image"),
+    (ImageError, 422, "bad_image"),
+    (InvalidArgument, 400, "bad_request"),
+    (ModelNotFound, 404, "not_found"),
+    (VersionNotFound, 404, "not_found"),
+    (AliasNotFound, 404, "not_found"),
+    (VariantNotFound, 404, "not_found"),
+    (ModelNotLoaded, 404, "not_loaded"),
+    (VersionInUse, 409, "conflict"),
+    (CorruptVersion, 422, "corrupt_version"),
+    (RepositoryError, 400, "bad_request"),
+    (QueueFull, 503, "queue_full"),
+    (ShuttingDown, 503, "unloading"),
+    (ProviderUnavailable, 503, "provider"),
+    (Unauthorized, 401, "unauthorized"),
+    (Forbidden, 403, "forbidden"),
+    (RateLimited, 429, "rate_limited"),
+]
+
+
+def classify_error(error: Exception) -> tuple[int, str, str]:
+    """(status, reason, message a client can act on) for any exception."""
+    for kind, status, reason in STATUS_TABLE:
+        if isinstance(error, kind):
+            return status, reason, str(error)
+    if isinstance(error, BadRequest):
+        return error.status, "bad_request", str(error)
+    if isinstance(error, ValidationException):
+        details = "; ".join(
+            f"{item.get('key', '?')}: {item.get('message', '')}"
+            for item in (error.extra or [])
+            if isinstance(item, dict)
+        )
+        return 400, "bad_request", f"invalid request parameter: {details}" if details else error.detail
+    if isinstance(error, HTTPException):
+        reason = "too_large" if error.status_code == 413 else "not_found" if error.status_code == 404 else "http"
+        return error.status_code, reason, error.detail
+    return 500, "internal", "internal server error (the server log has the details)"
+
+
+def retry_after(error: Exception) -> int | None:
+    if isinstance(error, QueueFull | RateLimited):
+        return error.retry_after_s
+    if isinstance(error, ShuttingDown):
+        return 1
+    return None
+
+
+def problem_response(request: Request, error: Exception) -> Response[dict[str, object]]:
+    status, reason, message = classify_error(error)
+    if status >= 500 and reason == "internal":
+        log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
+    state = request.app.state.get("imgcls")
+    if state is not None:
+        state.metrics.rejects.labels(reason).inc()
+    headers: dict[str, str] = {}
+    if (seconds := retry_after(error)) is not None:
+        headers["Retry-After"] = str(seconds)
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="imgcls"'
+    if request.url.path.startswith("/v2"):  # the KServe V2 protocol has its own error shape
+        return Response({"error": message}, status_code=status, headers=headers, media_type=MediaType.JSON)
+    body = {"type": "about:blank", "title": reason.replace("_", " "), "status": status, "detail": message}
+    return Response(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)

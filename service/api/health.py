@@ -1,0 +1,33 @@
+"""Liveness, readiness and the Prometheus scrape endpoint (no API key: probes and scrapers need none)."""
+
+from litestar import MediaType, Request, Response, get
+
+from service.api.state import AppState
+
+
+@get("/healthz/live", tags=["health"])
+async def live() -> dict[str, str]:
+    """The process answers. Restart it when this fails."""
+    return {"status": "live"}
+
+
+@get("/healthz/ready", tags=["health"])
+async def ready(request: Request) -> Response[dict[str, object]]:
+    """200 once the default model is loaded and warm; 503 (with the reason) until then."""
+    state: AppState = request.app.state.imgcls
+    is_ready, reason = state.registry.ready()
+    models = {
+        status.name: {
+            "serving_version": status.serving_version,
+            "providers": sorted({v.runtime.provider for v in status.loaded}),
+        }
+        for status in state.registry.status()
+    }
+    body: dict[str, object] = {"status": "ready" if is_ready else "not ready", "reason": reason, "models": models}
+    return Response(body, status_code=200 if is_ready else 503, media_type=MediaType.JSON)
+
+
+@get("/metrics", tags=["health"], media_type="text/plain; version=0.0.4; charset=utf-8")
+async def metrics(request: Request) -> bytes:
+    state: AppState = request.app.state.imgcls
+    return state.metrics.exposition()

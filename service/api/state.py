@@ -1,0 +1,41 @@
+"""What every request handler reaches through ``request.app.state.imgcls``: built once by create_app."""
+
+import asyncio
+from dataclasses import dataclass
+
+from service.api.auth import Authenticator
+from service.imaging import DecodeLimits
+from service.inference.classify import Classification
+from service.inference.loaded import LoadedVersion
+from service.inference.registry import ModelRegistry
+from service.metrics import Metrics
+from service.repository.notify import announce_change
+from service.settings import ServiceSettings
+
+
+@dataclass
+class AppState:
+    settings: ServiceSettings
+    registry: ModelRegistry
+    metrics: Metrics
+    auth: Authenticator
+    limits: DecodeLimits
+    redis_url: str | None
+
+    async def notify_repository_change(self, name: str) -> None:
+        """Tell the other server processes and replicas at once (they would notice by polling too)."""
+        await asyncio.to_thread(announce_change, self.redis_url, name)
+
+    def observe_classification(
+        self, loaded: LoadedVersion, answer: Classification, total_s: float, *, endpoint: str
+    ) -> None:
+        m = self.metrics
+        name, version = loaded.name, str(loaded.version)
+        m.child(m.request_seconds, endpoint, name).observe(total_s)
+        m.child(m.queue_seconds, name).observe(answer.queue_s)
+        m.decode_seconds.observe(answer.decode_s / len(answer.results))
+        confidence = m.child(m.confidence, name, version)
+        for result in answer.results:
+            best = result.top[0]
+            m.child(m.predictions, name, version, best.label).inc()
+            confidence.observe(best.probability)

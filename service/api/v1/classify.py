@@ -1,0 +1,63 @@
+"""POST /v1/models/{name}/classify: one or many images in, top-k calibrated labels out."""
+
+import time
+from typing import Annotated
+
+from litestar import Request, post
+from litestar.params import FromPath, Parameter
+
+from service.api.errors import BadRequest
+from service.api.state import AppState
+from service.api.uploads import images_from_body
+from service.api.v1.schemas import ClassifyResponse, ImageAnswer, LabelScore, Timings
+from service.inference.classify import classify
+
+
+@post("/v1/models/{name:str}/classify", status_code=200, tags=["classify"])
+async def classify_images(
+    request: Request,
+    name: FromPath[str],
+    top_k: Annotated[int | None, Parameter(ge=1, description="labels per image (default from settings)")] = None,
+    version: Annotated[int | None, Parameter(ge=1, description="a loaded version number")] = None,
+    alias: Annotated[str | None, Parameter(description="an alias such as production or staging")] = None,
+    variant: Annotated[str | None, Parameter(description="fp32 or a quantized variant such as int8")] = None,
+) -> ClassifyResponse:
+    """Classify images sent as multipart field `images`, a raw image/* body, or JSON {"images": [base64]}."""
+    started = time.perf_counter()
+    state: AppState = request.app.state.imgcls
+    await state.auth.authorize(request, "classify")
+    if version is not None and alias is not None:
+        raise BadRequest("choose a version or an alias, not both")
+    encoded = images_from_body(
+        request.headers.get("content-type"), await request.body(), state.settings.max_images_per_request
+    )
+    state.metrics.in_flight.inc()
+    try:
+        with state.registry.lease(name, version=version, alias=alias, variant=variant) as loaded:
+            answer = await classify(
+                loaded,
+                encoded,
+                limits=state.limits,
+                top_k=top_k or min(state.settings.default_top_k, len(loaded.manifest.labels)),
+                threshold=state.settings.confidence_thresholds.get(name, 0.0),
+            )
+    finally:
+        state.metrics.in_flight.dec()
+    total_s = time.perf_counter() - started
+    state.observe_classification(loaded, answer, total_s, endpoint="v1_classify")
+    return ClassifyResponse(
+        model=loaded.name,
+        version=loaded.version,
+        variant=loaded.variant,
+        results=[
+            ImageAnswer([LabelScore(p.label, p.index, p.probability) for p in result.top], result.low_confidence)
+            for result in answer.results
+        ],
+        timings=Timings(
+            decode_ms=answer.decode_s * 1000,
+            queue_ms=answer.queue_s * 1000,
+            compute_ms=answer.compute_s * 1000,
+            total_ms=total_s * 1000,
+            batch_size=answer.batch_size,
+        ),
+    )

@@ -1,0 +1,68 @@
+"""Response bodies of the /v1 API (msgspec structs: they are also the OpenAPI schema)."""
+
+import msgspec
+
+
+class LabelScore(msgspec.Struct):
+    label: str
+    index: int
+    probability: float  # calibrated: temperature-scaled softmax
+
+
+class ImageAnswer(msgspec.Struct):
+    top: list[LabelScore]  # highest first
+    low_confidence: bool  # top-1 probability under the model's confidence threshold (false when none is set)
+
+
+class Timings(msgspec.Struct):
+    decode_ms: float  # decode and preprocess, all images of the request
+    queue_ms: float  # waiting for a batch
+    compute_ms: float  # the onnxruntime call of that batch
+    total_ms: float
+    batch_size: int  # images in the batch this request ran in
+
+
+class ClassifyResponse(msgspec.Struct):
+    model: str
+    version: int
+    variant: str
+    results: list[ImageAnswer]  # one per image, in request order
+    timings: Timings
+
+
+class LoadedInfo(msgspec.Struct):
+    version: int
+    variant: str
+    provider: str  # the execution provider actually running, e.g. CPUExecutionProvider
+    pinned: bool  # loaded by an admin (stays until unloaded)
+    in_flight: int
+    queued_images: int
+
+
+class VersionInfo(msgspec.Struct):
+    version: int
+    aliases: list[str]
+    architecture: str
+    metrics: dict[str, float]
+    variants: dict[str, dict[str, float]]  # variant -> its metrics
+    created_at: str
+
+
+class ModelSummary(msgspec.Struct):
+    name: str
+    serving_version: int | None  # what requests without version or alias get
+    aliases: dict[str, int]
+    loaded: list[LoadedInfo]
+
+
+class ModelDetail(ModelSummary):
+    labels: list[str]
+    input_size: tuple[int, int]
+    color_mode: str
+    versions: list[VersionInfo]
+    confidence_threshold: float | None
+
+
+class PromoteRequest(msgspec.Struct, forbid_unknown_fields=True):
+    version: int
+    alias: str = "production"

@@ -1,0 +1,1 @@
+"""imgcls commands that belong to the service side (no torch): serve, classify, api-key."""

@@ -1,0 +1,82 @@
+"""From encoded images to top-k calibrated labels: decode, preprocess (from the manifest), batch, rank."""
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.imaging import DecodeLimits, ImageError, decode_image, preprocess
+from service.inference.errors import InvalidArgument
+from service.inference.loaded import LoadedVersion
+from service.repository import Preprocessing
+
+INLINE_DECODE_BYTES = 64 * 1024  # smaller requests decode on the event loop; larger ones in a thread
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    index: int
+    probability: float  # calibrated (temperature-scaled softmax)
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    top: list[Prediction]  # highest first
+    low_confidence: bool  # the top-1 probability is under the model's confidence threshold
+
+
+@dataclass(frozen=True)
+class Classification:
+    results: list[ImageResult]
+    probabilities: np.ndarray  # (n, classes), for callers that want everything (the V2 protocol)
+    decode_s: float
+    queue_s: float
+    compute_s: float
+    batch_size: int
+
+
+def prepare(encoded: list[bytes], preprocessing: Preprocessing, limits: DecodeLimits) -> np.ndarray:
+    """Decode and preprocess every image into one (n, C, H, W) float32 array; errors name the image."""
+    height, width = preprocessing.input_size
+    batch = np.empty((len(encoded), preprocessing.channels, height, width), dtype=np.float32)
+    for position, data in enumerate(encoded):
+        try:
+            batch[position] = preprocess(decode_image(data, limits), preprocessing)
+        except ImageError as error:
+            if len(encoded) == 1:
+                raise
+            raise type(error)(f"image {position + 1} of {len(encoded)}: {error}") from error
+    return batch
+
+
+def top_k_results(
+    probabilities: np.ndarray, labels: tuple[str, ...], top_k: int, threshold: float
+) -> list[ImageResult]:
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
+    results = []
+    for row, indices in zip(probabilities, order, strict=True):
+        top = [Prediction(labels[i], int(i), float(row[i])) for i in indices]
+        results.append(ImageResult(top, top[0].probability < threshold))
+    return results
+
+
+async def classify(
+    loaded: LoadedVersion, encoded: list[bytes], *, limits: DecodeLimits, top_k: int, threshold: float = 0.0
+) -> Classification:
+    labels = loaded.manifest.labels
+    if not encoded:
+        raise InvalidArgument("no images in the request")
+    if not 1 <= top_k <= len(labels):
+        raise InvalidArgument(f"top_k must be between 1 and {len(labels)} (the number of labels), got {top_k}")
+    started = time.perf_counter()
+    preprocessing = loaded.manifest.preprocessing
+    if sum(len(data) for data in encoded) <= INLINE_DECODE_BYTES:
+        images = prepare(encoded, preprocessing, limits)
+    else:
+        images = await asyncio.to_thread(prepare, encoded, preprocessing, limits)
+    decode_s = time.perf_counter() - started
+    outcome = await loaded.classify(images)
+    results = top_k_results(outcome.outputs, labels, top_k, threshold)
+    return Classification(results, outcome.outputs, decode_s, outcome.queue_s, outcome.compute_s, outcome.batch_size)

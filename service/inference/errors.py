@@ -1,0 +1,37 @@
+"""Inference errors, without HTTP: the API maps each to a status code in one table (service/api/errors.py)."""
+
+
+class InferenceError(Exception):
+    """Base of everything the inference layer raises on purpose."""
+
+
+class ModelNotLoaded(InferenceError):
+    """The model or version exists in the repository but this server has not loaded it."""
+
+
+class VariantNotFound(InferenceError):
+    """A variant ("int8") that the version's manifest does not list."""
+
+
+class QueueFull(InferenceError):
+    """The version's queue is at its bound; the client should retry after ``retry_after_s``."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ProviderUnavailable(InferenceError):
+    """The configured execution provider (cuda) does not work on this machine."""
+
+
+class ShuttingDown(InferenceError):
+    """A version was released while a request waited for it; the client may retry."""
+
+
+class VersionInUse(InferenceError):
+    """An admin asked to unload the version that serves a model's default traffic."""
+
+
+class InvalidArgument(InferenceError):
+    """A request parameter out of range (top_k larger than the number of labels, no images, ...)."""

@@ -1,0 +1,100 @@
+"""Prometheus metrics of one server process, exposed at /metrics. Labels stay low-cardinality: model,
+version, variant, endpoint, reason and (for predictions) the class label from the manifest.
+
+With several server processes, ``imgcls serve`` sets PROMETHEUS_MULTIPROC_DIR before the workers start and
+/metrics aggregates every process's values (prometheus_client's multiprocess mode).
+"""
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+
+if TYPE_CHECKING:
+    from service.inference.loaded import LoadedVersion
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+FAST_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+class Metrics:
+    def __init__(self) -> None:
+        disable_created_metrics()  # the *_created series would double the exposition for no use here
+        self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        r = self.registry
+        self.request_seconds = Histogram(
+            "imgcls_request_duration_seconds", "Whole request, received to answered.", ["endpoint", "model"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.queue_seconds = Histogram(
+            "imgcls_queue_duration_seconds", "Waiting for a batch to start.", ["model"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.compute_seconds = Histogram(
+            "imgcls_compute_duration_seconds", "One onnxruntime call (a whole batch).", ["model"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.decode_seconds = Histogram(
+            "imgcls_decode_duration_seconds", "Decoding and preprocessing one image.", [],
+            buckets=FAST_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.batch_size = Histogram(
+            "imgcls_batch_size", "Images per onnxruntime call.", ["model"], buckets=BATCH_BUCKETS, registry=r
+        )
+        self.rejects = Counter("imgcls_rejects", "Requests refused, by reason.", ["reason"], registry=r)
+        self.in_flight = Gauge(
+            "imgcls_in_flight_requests", "Requests being handled.", registry=r, multiprocess_mode="livesum"
+        )
+        self.model_info = Gauge(
+            "imgcls_model_info", "1 for each loaded version.", ["model", "version", "variant", "provider"],
+            registry=r, multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.predictions = Counter(
+            "imgcls_predictions", "Top-1 predictions, by class (watch for drift).", ["model", "version", "label"],
+            registry=r,
+        )  # fmt: skip
+        self.confidence = Histogram(
+            "imgcls_confidence", "Top-1 calibrated probability (watch for drift).", ["model", "version"],
+            buckets=CONFIDENCE_BUCKETS, registry=r,
+        )  # fmt: skip
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: the hot path observes several series per request."""
+        key = (id(metric), labels)
+        series = self._children.get(key)
+        if series is None:
+            series = self._children[key] = metric.labels(*labels)
+        return series
+
+    def observe_batch(self, loaded: "LoadedVersion", size: int, seconds: float) -> None:
+        self.child(self.compute_seconds, loaded.name).observe(seconds)
+        self.child(self.batch_size, loaded.name).observe(size)
+
+    def observe_load(self, loaded: "LoadedVersion", present: bool) -> None:
+        labels = (loaded.name, str(loaded.version), loaded.variant, loaded.runtime.provider)
+        if present:
+            self.model_info.labels(*labels).set(1)
+        else:
+            self.model_info.remove(*labels)
+
+    def exposition(self) -> bytes:
+        if multiprocess_enabled():
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)
+            return generate_latest(merged)
+        return generate_latest(self.registry)

@@ -1,0 +1,38 @@
+"""A real uvicorn server on a free port, in a thread, around an app built by ``create_app``."""
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import uvicorn
+
+from service.api.app import create_app
+from service.settings import ServiceSettings
+
+
+@contextmanager
+def running_server(settings: ServiceSettings, *, wait_ready: bool = True) -> Iterator[str]:
+    """Serve ``create_app(settings)``; yield the base URL once it is ready (or merely listening)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", loop="uvloop"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+        if wait_ready:
+            while httpx.get(f"{url}/healthz/ready").status_code != 200:
+                assert time.monotonic() < deadline, "the server did not become ready"
+                time.sleep(0.05)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

@@ -1,0 +1,48 @@
+import re
+from pathlib import Path
+
+import httpx
+
+from service.settings import ServiceSettings
+from tests.service.api.server import running_server
+
+
+def test_ready_reports_the_provider_and_the_schema_is_served(server: str) -> None:
+    ready = httpx.get(f"{server}/healthz/ready")
+    assert ready.status_code == 200
+    assert ready.json()["models"]["fashion-mnist"] == {"serving_version": 1, "providers": ["CPUExecutionProvider"]}
+    schema = httpx.get(f"{server}/schema/openapi.json").json()
+    assert "/v1/models/{name}/classify" in schema["paths"]
+
+
+def test_an_empty_repository_is_live_but_not_ready(tmp_path: Path) -> None:
+    with running_server(ServiceSettings(model_root=tmp_path, auth_enabled=False), wait_ready=False) as server:
+        assert httpx.get(f"{server}/healthz/live").status_code == 200
+        not_ready = httpx.get(f"{server}/healthz/ready")
+        assert not_ready.status_code == 503
+        assert "imgcls train" in not_ready.json()["reason"]
+
+
+def metric(text: str, name: str) -> float:
+    match = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.MULTILINE)
+    assert match, f"{name} missing from /metrics"
+    return float(match.group(1))
+
+
+def test_metrics_count_requests_batches_predictions_and_rejects(server: str, png: bytes) -> None:
+    url = f"{server}/v1/models/fashion-mnist/classify"
+    for _ in range(3):
+        assert httpx.post(url, content=png, headers={"content-type": "image/png"}).status_code == 200
+    httpx.post(url, content=b"junk", headers={"content-type": "image/png"})
+    text = httpx.get(f"{server}/metrics").text
+    assert metric(text, 'imgcls_request_duration_seconds_count{endpoint="v1_classify",model="fashion-mnist"}') == 3
+    assert metric(text, 'imgcls_batch_size_count{model="fashion-mnist"}') >= 1
+    assert metric(text, 'imgcls_confidence_count{model="fashion-mnist",version="1"}') == 3
+    predicted = re.findall(r'^imgcls_predictions_total\{.*version="1"\} ([0-9.]+)$', text, re.MULTILINE)
+    assert sum(float(v) for v in predicted) == 3
+    assert metric(text, 'imgcls_rejects_total{reason="bad_image"}') == 1
+    assert metric(text, "imgcls_in_flight_requests") == 0
+    info = 'imgcls_model_info{model="fashion-mnist",provider="CPUExecutionProvider",variant="fp32",version="1"}'
+    assert metric(text, info) == 1
+    for name in ("imgcls_queue_duration_seconds", "imgcls_compute_duration_seconds", "imgcls_decode_duration_seconds"):
+        assert f"{name}_bucket" in text

@@ -1,0 +1,48 @@
+import httpx
+
+MODEL = "fashion-mnist"
+
+
+def test_list_and_detail(server: str) -> None:
+    [summary] = httpx.get(f"{server}/v1/models").json()
+    assert summary["name"] == MODEL
+    assert summary["serving_version"] == 1
+    assert summary["aliases"] == {"production": 1}
+    [loaded] = summary["loaded"]
+    assert (loaded["version"], loaded["variant"], loaded["provider"]) == (1, "fp32", "CPUExecutionProvider")
+
+    detail = httpx.get(f"{server}/v1/models/{MODEL}").json()
+    assert len(detail["labels"]) == 10
+    assert detail["input_size"] == [28, 28]
+    assert [v["version"] for v in detail["versions"]] == [1, 2]
+    assert detail["versions"][0]["aliases"] == ["production"]
+    assert "test_accuracy" in detail["versions"][0]["metrics"]
+
+    missing = httpx.get(f"{server}/v1/models/shoes")
+    assert missing.status_code == 404
+    assert "shoes" in missing.json()["detail"]
+
+
+def test_load_classify_unload_a_second_version(server: str, png: bytes) -> None:
+    base = f"{server}/v1/models/{MODEL}"
+    loaded = httpx.post(f"{base}/versions/2/load")
+    assert loaded.status_code == 200, loaded.text
+    assert loaded.json()["pinned"] is True
+    answer = httpx.post(f"{base}/classify?version=2", content=png, headers={"content-type": "image/png"})
+    assert answer.json()["version"] == 2
+    assert httpx.post(f"{base}/versions/2/unload").status_code == 200
+    gone = httpx.post(f"{base}/classify?version=2", content=png, headers={"content-type": "image/png"})
+    assert gone.status_code == 404
+
+
+def test_admin_mistakes_are_4xx(server: str) -> None:
+    base = f"{server}/v1/models/{MODEL}"
+    serving = httpx.post(f"{base}/versions/1/unload")
+    assert serving.status_code == 409
+    assert "promote another version first" in serving.json()["detail"]
+    assert httpx.post(f"{base}/versions/7/load").status_code == 404
+    assert httpx.post(f"{base}/versions/2/load?variant=int4").status_code == 404
+    bad_body = httpx.post(f"{base}/promote", json={"version": "two"})
+    assert bad_body.status_code == 400
+    assert httpx.post(f"{base}/promote", json={"version": 9}).status_code == 404
+    assert httpx.post(f"{base}/promote", json={"version": 2, "alias": "Bad Alias!"}).status_code == 400

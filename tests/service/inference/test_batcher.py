@@ -1,0 +1,118 @@
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from service.inference.batcher import Batcher
+from service.inference.errors import QueueFull
+
+pytestmark = pytest.mark.anyio
+
+
+class GatedModel:
+    """A stand-in runtime whose calls block until the test opens a gate: it records every batch it gets."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+        self.gate = threading.Event()
+        self.started = threading.Event()
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        self.batches.append(len(images))
+        self.started.set()
+        self.gate.wait(timeout=10)
+        return images.reshape(len(images), -1)[:, :2] * 2  # (n, 2): rows stay traceable to their request
+
+
+def images(count: int, value: float) -> np.ndarray:
+    return np.full((count, 1, 2, 2), value, dtype=np.float32)
+
+
+async def wait_for(event: threading.Event) -> None:
+    while not event.is_set():
+        await asyncio.sleep(0.001)
+
+
+async def test_an_idle_runtime_takes_a_request_at_once_and_busy_time_gathers_the_next_batch() -> None:
+    model = GatedModel()
+    batcher = Batcher(model, name="t", max_batch_size=8, max_queue_size=100)
+    batcher.start()
+    first = asyncio.create_task(batcher.submit(images(1, 1)))
+    await wait_for(model.started)  # dispatched alone, without waiting for company
+    followers = [asyncio.create_task(batcher.submit(images(1, v))) for v in (2, 3, 4)]
+    await asyncio.sleep(0.01)
+    model.gate.set()
+    outcomes = await asyncio.gather(first, *followers)
+    assert model.batches == [1, 3]
+    assert [float(o.outputs[0, 0]) for o in outcomes] == [2, 4, 6, 8]  # each request got its own rows
+    assert [o.batch_size for o in outcomes] == [1, 3, 3, 3]
+    await batcher.close()
+
+
+async def test_batches_respect_max_batch_size_and_keep_requests_whole() -> None:
+    model = GatedModel()
+    batcher = Batcher(model, name="t", max_batch_size=4, max_queue_size=100)
+    batcher.start()
+    blocker = asyncio.create_task(batcher.submit(images(1, 0)))
+    await wait_for(model.started)
+    waiting = [asyncio.create_task(batcher.submit(images(n, n))) for n in (3, 2, 2, 1)]
+    await asyncio.sleep(0.01)
+    model.gate.set()
+    outcomes = await asyncio.gather(blocker, *waiting)
+    assert model.batches == [1, 3, 4, 1]  # 3 alone (3+2 > 4), then 2+2, then the 1
+    assert [len(o.outputs) for o in outcomes] == [1, 3, 2, 2, 1]
+    await batcher.close()
+
+
+async def test_a_full_queue_refuses_at_once_with_retry_after() -> None:
+    model = GatedModel()
+    batcher = Batcher(model, name="t", max_batch_size=2, max_queue_size=3)
+    batcher.start()
+    running = asyncio.create_task(batcher.submit(images(1, 0)))
+    await wait_for(model.started)
+    queued = [asyncio.create_task(batcher.submit(images(1, 1))) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    with pytest.raises(QueueFull) as refused:
+        await batcher.submit(images(1, 1))
+    assert refused.value.retry_after_s >= 1
+    assert "3 images are already queued" in str(refused.value)
+    model.gate.set()
+    await asyncio.gather(running, *queued)
+    await batcher.close()
+
+
+async def test_a_runtime_error_reaches_every_request_of_the_batch_and_the_batcher_goes_on() -> None:
+    calls = 0
+
+    def flaky(batch: np.ndarray) -> np.ndarray:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("onnxruntime exploded")
+        return batch.reshape(len(batch), -1)
+
+    batcher = Batcher(flaky, name="t", max_batch_size=8, max_queue_size=100)
+    batcher.start()
+    with pytest.raises(RuntimeError, match="exploded"):
+        await batcher.submit(images(2, 1))
+    assert (await batcher.submit(images(1, 5))).outputs.shape == (1, 4)
+    await batcher.close()
+
+
+async def test_abandoned_requests_are_not_computed() -> None:
+    model = GatedModel()
+    batcher = Batcher(model, name="t", max_batch_size=8, max_queue_size=100)
+    batcher.start()
+    running = asyncio.create_task(batcher.submit(images(1, 0)))
+    await wait_for(model.started)
+    abandoned = asyncio.create_task(batcher.submit(images(2, 1)))
+    kept = asyncio.create_task(batcher.submit(images(1, 2)))
+    await asyncio.sleep(0.01)
+    abandoned.cancel()  # the client went away
+    await asyncio.sleep(0.01)
+    model.gate.set()
+    await asyncio.gather(running, kept)
+    assert model.batches == [1, 1]
+    assert batcher.queued_images == 0
+    await batcher.close()

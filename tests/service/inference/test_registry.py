@@ -1,0 +1,95 @@
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.inference.errors import ModelNotLoaded, ProviderUnavailable, VersionInUse
+from service.inference.providers import CPU, choose_providers, cuda_works
+from service.inference.registry import ModelRegistry
+from service.repository import ModelNotFound, ModelRepository
+from service.settings import ServiceSettings
+
+pytestmark = pytest.mark.anyio
+MODEL = "fashion-mnist"
+
+
+async def started(settings: ServiceSettings) -> ModelRegistry:
+    registry = ModelRegistry(ModelRepository(settings.model_root), settings)
+    await registry.start()
+    return registry
+
+
+async def test_start_loads_the_production_version_of_every_model(service_settings: ServiceSettings) -> None:
+    registry = await started(service_settings)
+    try:
+        assert registry.ready() == (True, "ready")
+        loaded = registry.find(MODEL)
+        assert (loaded.version, loaded.variant, loaded.runtime.provider) == (1, "fp32", CPU)
+        outcome = await loaded.classify(np.zeros((3, 1, 28, 28), np.float32))
+        assert outcome.outputs.shape == (3, 10)
+        np.testing.assert_allclose(outcome.outputs.sum(axis=1), 1.0, rtol=1e-5)
+    finally:
+        await registry.stop()
+
+
+async def test_an_empty_repository_is_not_ready_and_says_why(tmp_path: Path) -> None:
+    registry = await started(ServiceSettings(model_root=tmp_path, auth_enabled=False))
+    ready, reason = registry.ready()
+    assert not ready
+    assert "imgcls train" in reason
+    with pytest.raises(ModelNotFound):
+        registry.find(MODEL)
+
+
+async def test_promotion_swaps_and_the_old_version_closes_after_its_last_request(
+    service_settings: ServiceSettings,
+) -> None:
+    registry = await started(service_settings)
+    try:
+        with registry.lease(MODEL) as old:
+            await registry.promote(MODEL, 2)
+            assert registry.find(MODEL).version == 2  # new requests go to v2 at once
+            assert old.retired and not old.closed.is_set()  # v1 still finishes what it holds
+            await old.classify(np.zeros((1, 1, 28, 28), np.float32))
+        await asyncio.wait_for(old.closed.wait(), timeout=5)
+        assert registry.repository.aliases(MODEL)["production"] == 2
+    finally:
+        await registry.stop()
+
+
+async def test_load_unload_and_the_serving_version_is_protected(service_settings: ServiceSettings) -> None:
+    registry = await started(service_settings)
+    try:
+        with pytest.raises(ModelNotLoaded, match="/versions/2/load"):
+            registry.find(MODEL, version=2)
+        loaded = await registry.load(MODEL, 2, None)
+        assert loaded.pinned and registry.find(MODEL, version=2) is loaded
+        with pytest.raises(VersionInUse, match="promote another version first"):
+            await registry.unload(MODEL, 1, None)
+        [released] = await registry.unload(MODEL, 2, None)
+        await asyncio.wait_for(released.closed.wait(), timeout=5)
+        with pytest.raises(ModelNotLoaded):
+            registry.find(MODEL, version=2)
+    finally:
+        await registry.stop()
+
+
+async def test_refresh_follows_an_alias_moved_by_another_process(service_settings: ServiceSettings) -> None:
+    registry = await started(service_settings)
+    try:
+        ModelRepository(service_settings.model_root).set_alias(MODEL, "production", 2)
+        await registry.refresh()
+        assert registry.find(MODEL).version == 2
+        assert registry.find(MODEL, alias="production").version == 2
+    finally:
+        await registry.stop()
+
+
+def test_providers_cpu_here_and_cuda_refused_clearly_without_a_gpu() -> None:
+    assert choose_providers("cpu") == [CPU]
+    if cuda_works():
+        pytest.skip("a GPU is present: the CPU fallback cannot be observed here")
+    assert choose_providers("auto") == [CPU]
+    with pytest.raises(ProviderUnavailable, match="use auto or cpu"):
+        choose_providers("cuda")
