@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from service.inference.errors import InferenceError
 from service.repository import RepositoryError
 from training.config import ConfigError
 from training.errors import InvalidHyperparameter, TrainingError, UnknownName
@@ -22,9 +23,13 @@ COMMANDS = {
     "export": ("training.cli.export", "export", "Export a checkpoint to ONNX (with the parity check)."),
     "publish": ("training.cli.export", "publish", "Publish a finished run folder into the repository."),
     "models": ("training.cli.models", "models", "List, show and promote published models."),
+    "quantize": ("training.cli.quantize", "quantize", "Add an int8 variant of a published version (onnxruntime)."),
     "lr-find": ("training.cli.lr_find", "lr_find", "LR range test: sweep the rate, plot the loss, suggest a rate."),
     "batch-sweep": ("training.cli.batch_sweep", "batch_sweep", "Images/second and peak memory per batch size."),
     "compare": ("training.cli.compare", "compare", "Train under several optimizers or LR policies; plot and tabulate."),
+    "serve": ("service.cli.serve", "serve", "Serve the repository's models over HTTP (/v1, /v2, /metrics)."),
+    "classify": ("service.cli.classify", "classify", "Classify image files and folders offline (no server)."),
+    "api-key": ("service.cli.api_key", "api_key", "Create API keys for the service."),
 }
 
 
@@ -64,7 +69,7 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (TrainingError, RepositoryError) as error:
+        except (TrainingError, RepositoryError, InferenceError) as error:
             raise user_error(error) from error
 
 

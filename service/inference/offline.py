@@ -1,0 +1,72 @@
+"""Classification without a server: the same decoding, preprocessing, runtime and calibration as the API,
+run over files and folders in batches (``imgcls classify``)."""
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from service.imaging import DecodeLimits, ImageError, decode_image, preprocess
+from service.inference.classify import ImageResult, top_k_results
+from service.inference.errors import VariantNotFound
+from service.inference.loaded import FP32, calibrated_probabilities
+from service.inference.providers import choose_providers, default_threads
+from service.inference.runtime import Runtime
+from service.repository import Manifest, ModelRepository
+from service.repository.store import ONNX_FILE
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+
+
+@dataclass(frozen=True)
+class FileResult:
+    path: Path
+    result: ImageResult | None  # None when the file could not be classified
+    error: str | None = None
+
+
+def image_files(paths: Iterable[Path]) -> list[Path]:
+    """Files as given, and image files (by suffix) found under folders, in a stable order."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            found.append(path)
+    return found
+
+
+def open_model(repository: ModelRepository, name: str, reference: str | None, variant: str) -> tuple[Manifest, Runtime]:
+    version = repository.resolve(name, reference)
+    manifest = repository.verify(name, version)
+    folder = repository.path(name, version)
+    if variant != FP32 and variant not in manifest.variants:
+        known = ", ".join([FP32, *manifest.variants])
+        raise VariantNotFound(f"{name} v{version} has no variant {variant!r} (known: {known})")
+    onnx_path = folder / (ONNX_FILE if variant == FP32 else manifest.variants[variant].file)
+    return manifest, Runtime(onnx_path, providers=choose_providers("auto"), intra_op_threads=default_threads(1))
+
+
+def classify_files(
+    files: list[Path], manifest: Manifest, runtime: Runtime, *, top_k: int, batch_size: int, limits: DecodeLimits
+) -> Iterator[FileResult]:
+    """One FileResult per file, in order; unreadable files get an error instead of stopping the run."""
+    height, width = manifest.preprocessing.input_size
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        batch = np.empty((len(chunk), manifest.preprocessing.channels, height, width), dtype=np.float32)
+        good: list[int] = []
+        errors: dict[int, str] = {}
+        for position, path in enumerate(chunk):
+            try:
+                batch[len(good)] = preprocess(decode_image(path.read_bytes(), limits), manifest.preprocessing)
+                good.append(position)
+            except (ImageError, OSError) as error:
+                errors[position] = f"{type(error).__name__}: {error}"
+        results: dict[int, ImageResult] = {}
+        if good:
+            probabilities = calibrated_probabilities(runtime.run(batch[: len(good)]), manifest.temperature)
+            results = dict(zip(good, top_k_results(probabilities, manifest.labels, top_k, 0.0), strict=True))
+        for position, path in enumerate(chunk):
+            yield FileResult(path, results.get(position), errors.get(position))

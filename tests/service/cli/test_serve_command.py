@@ -1,0 +1,46 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.redis_server import free_port
+
+
+def test_serve_runs_the_service_until_terminated(model_root: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "IMGCLS_MODEL_ROOT": str(model_root), "IMGCLS_INTRA_OP_THREADS": "1"}
+    command = [sys.executable, "-m", "training.cli", "serve", "--no-auth", "--port", str(port), "--workers", "2"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None, "imgcls serve did not become ready"
+            time.sleep(0.1)
+        metrics = httpx.get(f"{url}/metrics")
+        assert metrics.status_code == 200
+        assert "imgcls_model_info" in metrics.text  # aggregated over both worker processes
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert f"at {url}" in output
+    assert "auth OFF" in output
+
+
+def test_serve_refuses_auth_without_keys(model_root: Path) -> None:
+    env = {**os.environ, "IMGCLS_MODEL_ROOT": str(model_root), "IMGCLS_AUTH_ENABLED": "true", "IMGCLS_API_KEYS": "[]"}
+    result = subprocess.run(
+        [sys.executable, "-m", "training.cli", "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "imgcls api-key new" in result.stderr
