@@ -10,4 +10,10 @@ if [ -z "$(.venv/bin/imgcls models list --json --model-root "$model_root")" ]; t
     .venv/bin/imgcls train --model-root "$model_root"
 fi
 .venv/bin/imgcls models list --model-root "$model_root"
-echo "==> the model repository is $model_root; the inference service is not built yet (issue 4)."
+
+# Local use: no API keys. Every deploy configuration (deploy/) turns auth on.
+host=${IMGCLS_HOST:-127.0.0.1}
+port=${IMGCLS_PORT:-8000}
+echo "==> serving at http://$host:$port (API docs: http://$host:$port/schema; stop with Ctrl+C)"
+echo "    try: curl -F images=@some.png http://$host:$port/v1/models/fashion-mnist/classify"
+exec .venv/bin/imgcls serve --no-auth --model-root "$model_root" --host "$host" --port "$port"
