@@ -17,10 +17,13 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from redis.asyncio import Redis
 
 from service.api import health
+from service.api.admission import Admission
 from service.api.auth import Authenticator, RateLimiter
 from service.api.errors import problem_response
 from service.api.state import AppState
 from service.api.v1 import classify, models
+from service.api.v2 import infer as v2_infer
+from service.api.v2 import routes as v2
 from service.imaging import DecodeLimits
 from service.inference.registry import ModelRegistry
 from service.inference.watch import listen_for_changes, poll_repository
@@ -54,6 +57,7 @@ def create_app(settings: ServiceSettings | None = None) -> Litestar:
             max_bytes=settings.max_image_bytes,
             max_pixels=settings.max_image_pixels,
         ),
+        admission=Admission(settings.max_concurrent_requests),
         redis_url=settings.redis_url,
     )
 
@@ -84,6 +88,16 @@ def create_app(settings: ServiceSettings | None = None) -> Litestar:
             health.live,
             health.ready,
             health.metrics,
+            v2.live,
+            v2.ready,
+            v2.server_metadata,
+            v2.model_metadata,
+            v2.model_ready,
+            v2.model_config,
+            v2.repository_index,
+            v2.load_model,
+            v2.unload_model,
+            v2_infer.infer,
         ],
         lifespan=[lifespan],
         state=State({"imgcls": state}),

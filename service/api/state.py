@@ -3,6 +3,7 @@
 import asyncio
 from dataclasses import dataclass
 
+from service.api.admission import Admission
 from service.api.auth import Authenticator
 from service.imaging import DecodeLimits
 from service.inference.classify import Classification
@@ -20,6 +21,7 @@ class AppState:
     metrics: Metrics
     auth: Authenticator
     limits: DecodeLimits
+    admission: Admission
     redis_url: str | None
 
     async def notify_repository_change(self, name: str) -> None:

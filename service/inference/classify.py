@@ -70,6 +70,7 @@ async def classify(
         raise InvalidArgument("no images in the request")
     if not 1 <= top_k <= len(labels):
         raise InvalidArgument(f"top_k must be between 1 and {len(labels)} (the number of labels), got {top_k}")
+    loaded.batcher.check_room(len(encoded))  # refuse before decoding when the queue is already full
     started = time.perf_counter()
     preprocessing = loaded.manifest.preprocessing
     if sum(len(data) for data in encoded) <= INLINE_DECODE_BYTES:

@@ -6,6 +6,7 @@ from typing import Annotated
 from litestar import Request, post
 from litestar.params import FromPath, Parameter
 
+from service.api.admission import AdmissionControl
 from service.api.errors import BadRequest
 from service.api.state import AppState
 from service.api.uploads import images_from_body
@@ -13,7 +14,7 @@ from service.api.v1.schemas import ClassifyResponse, ImageAnswer, LabelScore, Ti
 from service.inference.classify import classify
 
 
-@post("/v1/models/{name:str}/classify", status_code=200, tags=["classify"])
+@post("/v1/models/{name:str}/classify", status_code=200, tags=["classify"], middleware=[AdmissionControl()])
 async def classify_images(
     request: Request,
     name: FromPath[str],
@@ -31,18 +32,14 @@ async def classify_images(
     encoded = images_from_body(
         request.headers.get("content-type"), await request.body(), state.settings.max_images_per_request
     )
-    state.metrics.in_flight.inc()
-    try:
-        with state.registry.lease(name, version=version, alias=alias, variant=variant) as loaded:
-            answer = await classify(
-                loaded,
-                encoded,
-                limits=state.limits,
-                top_k=top_k or min(state.settings.default_top_k, len(loaded.manifest.labels)),
-                threshold=state.settings.confidence_thresholds.get(name, 0.0),
-            )
-    finally:
-        state.metrics.in_flight.dec()
+    with state.registry.lease(name, version=version, alias=alias, variant=variant) as loaded:
+        answer = await classify(
+            loaded,
+            encoded,
+            limits=state.limits,
+            top_k=top_k or min(state.settings.default_top_k, len(loaded.manifest.labels)),
+            threshold=state.settings.confidence_thresholds.get(name, 0.0),
+        )
     total_s = time.perf_counter() - started
     state.observe_classification(loaded, answer, total_s, endpoint="v1_classify")
     return ClassifyResponse(

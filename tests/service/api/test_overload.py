@@ -31,3 +31,26 @@ def test_a_full_queue_answers_503_with_retry_after_and_nothing_else_fails(
             f"{server}/v1/models/fashion-mnist/classify", content=png, headers={"content-type": "image/png"}
         )
         assert again.status_code == 200  # recovered
+
+
+def test_requests_over_the_concurrency_limit_are_refused_before_any_work(
+    service_settings: ServiceSettings, png: bytes
+) -> None:
+    settings = service_settings.model_copy(update={"max_concurrent_requests": 2})
+
+    async def burst(server: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server, timeout=30) as client:
+            files = {"images": ("a.png", png, "image/png")}
+            return await asyncio.gather(
+                *(client.post("/v1/models/fashion-mnist/classify", files=files) for _ in range(64))
+            )
+
+    with running_server(settings) as server:
+        responses = asyncio.run(burst(server))
+        metrics = httpx.get(f"{server}/metrics").text
+    refused = [r for r in responses if r.status_code == 503]
+    assert {r.status_code for r in responses} == {200, 503}
+    assert refused[0].headers["content-type"].startswith("application/problem+json")
+    assert refused[0].headers["retry-after"] == "1"
+    assert "limit of 2 concurrent inference requests" in refused[0].json()["detail"]
+    assert f'imgcls_rejects_total{{reason="overloaded"}} {len(refused)}.0' in metrics
