@@ -53,3 +53,7 @@ class ExportError(TrainingError):
 
 class OutputExists(TrainingError):
     pass
+
+
+class AccuracyDropTooLarge(TrainingError):
+    """A quantized variant lost more test accuracy than allowed; nothing was added to the repository."""

@@ -8,6 +8,7 @@ import click
 import msgspec
 
 from service.repository import ModelRepository
+from service.repository.notify import announce_change
 from service.settings import RepositorySettings
 
 ROOT_OPTION = click.option(
@@ -28,7 +29,7 @@ def models() -> None:
 @ROOT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per version instead of a table.")
 def list_models(model_root: Path | None, as_json: bool) -> None:
-    """Every model and version, with aliases, test accuracy and calibration error."""
+    """Every model and version, with aliases, test accuracy, calibration error and variants (int8)."""
     repo = repository(model_root)
     rows: list[dict[str, Any]] = []
     for name in repo.models():
@@ -42,6 +43,7 @@ def list_models(model_root: Path | None, as_json: bool) -> None:
                 "architecture": manifest.architecture,
                 "test_accuracy": manifest.metrics.get("test_accuracy"),
                 "ece": manifest.metrics.get("ece"),
+                "variants": {key: variant.metrics["test_accuracy"] for key, variant in manifest.variants.items()},
                 "created_at": manifest.created_at,
             })  # fmt: skip
     if as_json:
@@ -51,11 +53,15 @@ def list_models(model_root: Path | None, as_json: bool) -> None:
     if not rows:
         click.echo(f"no models in {repo.root} (train one with: imgcls train)")
         return
-    click.echo(f"{'NAME':<20} {'VERSION':>7} {'ALIASES':<20} {'ARCHITECTURE':<14} {'ACCURACY':>8} {'ECE':>7}  CREATED")
+    click.echo(
+        f"{'NAME':<20} {'VERSION':>7} {'ALIASES':<20} {'ARCHITECTURE':<14} {'ACCURACY':>8} {'ECE':>7} "
+        f"{'VARIANTS':<8}  CREATED"
+    )
     for row in rows:
         click.echo(
             f"{row['name']:<20} {row['version']:>7} {','.join(row['aliases']) or '-':<20} "
-            f"{row['architecture']:<14} {row['test_accuracy'] or 0:>8.4f} {row['ece'] or 0:>7.4f}  {row['created_at']}"
+            f"{row['architecture']:<14} {row['test_accuracy'] or 0:>8.4f} {row['ece'] or 0:>7.4f} "
+            f"{','.join(row['variants']) or '-':<8}  {row['created_at']}"
         )
 
 
@@ -64,7 +70,11 @@ def list_models(model_root: Path | None, as_json: bool) -> None:
 @click.argument("version", required=False)
 @ROOT_OPTION
 def show(name: str, version: str | None, model_root: Path | None) -> None:
-    """The manifest of NAME at VERSION (a number or an alias; default: production, else the latest)."""
+    """The manifest of NAME at VERSION (a number or an alias; default: production, else the latest).
+
+    Every file is re-hashed first, variants included; ``variants`` lists each variant's file, method and
+    test metrics next to the fp32 ones.
+    """
     repo = repository(model_root)
     number = repo.resolve(name, version)
     manifest = repo.verify(name, number)
@@ -77,9 +87,14 @@ def show(name: str, version: str | None, model_root: Path | None) -> None:
 @click.option("--alias", default="production", show_default=True, help="The alias to point at VERSION.")
 @ROOT_OPTION
 def promote(name: str, version: str, alias: str, model_root: Path | None) -> None:
-    """Point an alias (production by default) at VERSION; a running service follows it."""
+    """Point an alias (production by default) at VERSION; running servers follow it.
+
+    Servers notice within IMGCLS_WATCH_INTERVAL_S seconds, or at once when IMGCLS_REDIS_URL is set here and
+    there (a message on the imgcls:repository channel).
+    """
     repo = repository(model_root)
     number = repo.resolve(name, version)
     repo.verify(name, number)
     repo.set_alias(name, alias, number)
+    announce_change(RepositorySettings().redis_url, name)
     click.echo(f"{name}: {alias} -> v{number}")
