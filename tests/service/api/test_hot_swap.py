@@ -1,9 +1,13 @@
 """Promotions under load: no request fails, and every replica follows alias changes made elsewhere."""
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 
 import httpx
+import pytest
 
 from service.repository import ModelRepository
 from service.repository.notify import announce_change
@@ -70,13 +74,24 @@ def test_a_server_follows_an_alias_moved_by_another_process_by_polling(
         wait_for_version(server, png, 2, within_s=5)
 
 
-def test_a_redis_notification_makes_the_swap_immediate(
+def test_imgcls_models_promote_elsewhere_swaps_at_once_through_redis(
     service_settings: ServiceSettings, png: bytes, redis_url: str
 ) -> None:
     settings = service_settings.model_copy(update={"watch_interval_s": 300, "redis_url": redis_url})  # no polling
     with running_server(settings) as server:
         assert served_version(server, png) == 1
         time.sleep(0.3)  # let the subscription settle
-        ModelRepository(service_settings.model_root).set_alias(MODEL, "production", 2)
-        announce_change(redis_url, MODEL)
+        env = {**os.environ, "IMGCLS_REDIS_URL": redis_url, "IMGCLS_MODEL_ROOT": str(service_settings.model_root)}
+        promote = [sys.executable, "-m", "training.cli", "models", "promote", MODEL, "2"]
+        subprocess.run(promote, env=env, check=True, capture_output=True, timeout=60)
         assert wait_for_version(server, png, 2, within_s=3) < 3
+
+
+def test_a_redis_outage_is_logged_and_the_promotion_stands(
+    service_settings: ServiceSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    repository = ModelRepository(service_settings.model_root)
+    repository.set_alias(MODEL, "production", 2)
+    announce_change("redis://127.0.0.1:1/0", MODEL)  # nothing listens there
+    assert "servers will notice by polling" in caplog.text
+    assert repository.resolve(MODEL) == 2
