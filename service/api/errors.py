@@ -9,6 +9,8 @@ import logging
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from service.api.v2.codec import InvalidInferRequest, RequestTooLarge, UnsupportedContentEncoding
+from service.api.v2.tensors import InvalidTensor
 from service.imaging import CorruptImage, EmptyImage, ImageError, ImageTooLarge, UnsupportedImageFormat
 from service.inference.errors import (
     InvalidArgument,
@@ -56,6 +58,10 @@ STATUS_TABLE: list[tuple[type[Exception], int, str]] = [
     (CorruptImage, 422, "bad_image"),
     (ImageError, 422, "bad_image"),
     (InvalidArgument, 400, "bad_request"),
+    (InvalidTensor, 400, "bad_request"),
+    (UnsupportedContentEncoding, 415, "bad_request"),
+    (InvalidInferRequest, 400, "bad_request"),
+    (RequestTooLarge, 413, "too_large"),
     (ModelNotFound, 404, "not_found"),
     (VersionNotFound, 404, "not_found"),
     (AliasNotFound, 404, "not_found"),
