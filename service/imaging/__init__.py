@@ -12,7 +12,7 @@ from service.imaging.errors import (
     ImageTooSmall,
     UnsupportedImageFormat,
 )
-from service.imaging.preprocess import MAX_RESIZED_PIXELS, preprocess, preprocess_batch, resized_size
+from service.imaging.preprocess import MAX_RESIZED_PIXELS, preprocess, preprocess_into, resized_size
 
 __all__ = [
     "CONVERTIBLE_MODES",
@@ -26,6 +26,6 @@ __all__ = [
     "UnsupportedImageFormat",
     "decode_image",
     "preprocess",
-    "preprocess_batch",
+    "preprocess_into",
     "resized_size",
 ]

@@ -6,7 +6,7 @@ and the same float32 operations in the same order for scaling, ``(x / 255 - mean
 division and subtraction round identically in numpy and torch.
 """
 
-from collections.abc import Sequence
+import functools
 
 import numpy as np
 from PIL import Image
@@ -51,21 +51,13 @@ def preprocess(image: Image.Image, preprocessing: Preprocessing) -> np.ndarray:
     """
     height, width = preprocessing.input_size
     out = np.empty((preprocessing.channels, height, width), dtype=np.float32)
-    _preprocess_into(image, preprocessing, out)
+    preprocess_into(image, preprocessing, out)
     return out
 
 
-def preprocess_batch(images: Sequence[Image.Image], preprocessing: Preprocessing) -> np.ndarray:
-    """float32 ``(N, C, H, W)``: ``preprocess`` of each image, written straight into one batch array."""
-    height, width = preprocessing.input_size
-    out = np.empty((len(images), preprocessing.channels, height, width), dtype=np.float32)
-    for image, row in zip(images, out, strict=True):
-        _preprocess_into(image, preprocessing, row)
-    return out
-
-
-def _preprocess_into(image: Image.Image, preprocessing: Preprocessing, out: np.ndarray) -> None:
-    """Writes ``preprocess(image, preprocessing)`` into ``out`` (float32 (C, H, W), C-contiguous)."""
+def preprocess_into(image: Image.Image, preprocessing: Preprocessing, out: np.ndarray) -> None:
+    """Writes ``preprocess(image, preprocessing)`` into ``out`` (float32 (C, H, W), C-contiguous): a row of a
+    batch array, so a request's images go straight into the array the runtime takes."""
     if image.mode != preprocessing.color_mode:
         image = image.convert(preprocessing.color_mode)
     if preprocessing.resize is not None:
@@ -95,8 +87,16 @@ def _preprocess_into(image: Image.Image, preprocessing: Preprocessing, out: np.n
     pixels = np.frombuffer(image.tobytes(), dtype=np.uint8).reshape(crop_h, crop_w, -1)  # (H, W, C)
     # Channel planes first (a copy only for RGB): float arithmetic then runs over contiguous memory.
     planes = np.ascontiguousarray(pixels.transpose(2, 0, 1))  # uint8 (C, H, W)
-    mean = np.asarray(preprocessing.mean, dtype=np.float32).reshape(-1, 1, 1)
-    std = np.asarray(preprocessing.std, dtype=np.float32).reshape(-1, 1, 1)
+    mean, std = _channel_stats(preprocessing.mean, preprocessing.std)
     np.divide(planes, np.float32(255.0), out=out)  # float32 throughout, in training's order
     np.subtract(out, mean, out=out)
     np.divide(out, std, out=out)
+
+
+@functools.cache
+def _channel_stats(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (C, 1, 1) arrays, made once per model rather than per image."""
+    return (
+        np.asarray(mean, dtype=np.float32).reshape(-1, 1, 1),
+        np.asarray(std, dtype=np.float32).reshape(-1, 1, 1),
+    )

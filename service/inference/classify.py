@@ -4,9 +4,10 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 
-from service.imaging import DecodeLimits, ImageError, decode_image, preprocess
+from service.imaging import DecodeLimits, ImageError, decode_image, preprocess_into
 from service.inference.errors import InvalidArgument
 from service.inference.loaded import LoadedVersion
 from service.repository import Preprocessing
@@ -14,17 +15,17 @@ from service.repository import Preprocessing
 INLINE_DECODE_BYTES = 64 * 1024  # smaller requests decode on the event loop; larger ones in a thread
 
 
-@dataclass(frozen=True)
-class Prediction:
+class Prediction(msgspec.Struct, frozen=True):
+    """One label of an answer; also the API's JSON shape (msgspec structs are cheap to make and encode)."""
+
     label: str
     index: int
-    probability: float  # calibrated (temperature-scaled softmax)
+    probability: float  # calibrated: temperature-scaled softmax
 
 
-@dataclass(frozen=True)
-class ImageResult:
+class ImageResult(msgspec.Struct, frozen=True):
     top: list[Prediction]  # highest first
-    low_confidence: bool  # the top-1 probability is under the model's confidence threshold
+    low_confidence: bool  # top-1 probability under the model's confidence threshold (false when none is set)
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def prepare(encoded: list[bytes], preprocessing: Preprocessing, limits: DecodeLi
     batch = np.empty((len(encoded), preprocessing.channels, height, width), dtype=np.float32)
     for position, data in enumerate(encoded):
         try:
-            batch[position] = preprocess(decode_image(data, limits), preprocessing)
+            preprocess_into(decode_image(data, limits), preprocessing, batch[position])
         except ImageError as error:
             if len(encoded) == 1:
                 raise
@@ -54,10 +55,10 @@ def prepare(encoded: list[bytes], preprocessing: Preprocessing, limits: DecodeLi
 def top_k_results(
     probabilities: np.ndarray, labels: tuple[str, ...], top_k: int, threshold: float
 ) -> list[ImageResult]:
-    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k].tolist()
     results = []
-    for row, indices in zip(probabilities, order, strict=True):
-        top = [Prediction(labels[i], int(i), float(row[i])) for i in indices]
+    for indices, row in zip(order, probabilities.tolist(), strict=True):  # Python ints and floats, in two calls
+        top = [Prediction(labels[i], i, row[i]) for i in indices]
         results.append(ImageResult(top, top[0].probability < threshold))
     return results
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.imaging import DecodeLimits, ImageError, decode_image, preprocess
+from service.imaging import DecodeLimits, ImageError, decode_image, preprocess_into
 from service.inference.classify import ImageResult, top_k_results
 from service.inference.errors import VariantNotFound
 from service.inference.loaded import FP32, calibrated_probabilities
@@ -60,7 +60,7 @@ def classify_files(
         errors: dict[int, str] = {}
         for position, path in enumerate(chunk):
             try:
-                batch[len(good)] = preprocess(decode_image(path.read_bytes(), limits), manifest.preprocessing)
+                preprocess_into(decode_image(path.read_bytes(), limits), manifest.preprocessing, batch[len(good)])
                 good.append(position)
             except (ImageError, OSError) as error:
                 errors[position] = f"{type(error).__name__}: {error}"

@@ -10,7 +10,7 @@ from service.api.admission import AdmissionControl
 from service.api.errors import BadRequest
 from service.api.state import AppState
 from service.api.uploads import images_from_body
-from service.api.v1.schemas import ClassifyResponse, ImageAnswer, LabelScore, Timings
+from service.api.v1.schemas import ClassifyResponse, Timings
 from service.inference.classify import classify
 
 
@@ -46,10 +46,7 @@ async def classify_images(
         model=loaded.name,
         version=loaded.version,
         variant=loaded.variant,
-        results=[
-            ImageAnswer([LabelScore(p.label, p.index, p.probability) for p in result.top], result.low_confidence)
-            for result in answer.results
-        ],
+        results=answer.results,
         timings=Timings(
             decode_ms=answer.decode_s * 1000,
             queue_ms=answer.queue_s * 1000,

@@ -2,16 +2,7 @@
 
 import msgspec
 
-
-class LabelScore(msgspec.Struct):
-    label: str
-    index: int
-    probability: float  # calibrated: temperature-scaled softmax
-
-
-class ImageAnswer(msgspec.Struct):
-    top: list[LabelScore]  # highest first
-    low_confidence: bool  # top-1 probability under the model's confidence threshold (false when none is set)
+from service.inference.classify import ImageResult
 
 
 class Timings(msgspec.Struct):
@@ -26,7 +17,7 @@ class ClassifyResponse(msgspec.Struct):
     model: str
     version: int
     variant: str
-    results: list[ImageAnswer]  # one per image, in request order
+    results: list[ImageResult]  # one per image, in request order
     timings: Timings
 
 

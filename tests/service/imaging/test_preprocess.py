@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.imaging import ImageTooLarge, ImageTooSmall, preprocess, preprocess_batch, resized_size
+from service.imaging import ImageTooLarge, ImageTooSmall, preprocess, preprocess_into, resized_size
 from service.repository.manifest import Preprocessing
 
 
@@ -101,10 +101,10 @@ def test_extreme_aspect_ratio_is_refused_before_resizing():
         preprocess(Image.new("L", (1, 200_000)), gray((224, 224), resize=224))
 
 
-def test_batch_is_the_stacked_single_images():
+def test_preprocess_into_fills_rows_of_a_batch_like_preprocess():
     rng = np.random.default_rng(2)
     images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in [(8, 8), (12, 9), (9, 20)]]
-    batch = preprocess_batch(images, colour())
-    assert batch.shape == (3, 3, 8, 8) and batch.dtype == np.float32 and batch.flags.c_contiguous
+    batch = np.empty((3, 3, 8, 8), dtype=np.float32)
+    for image, row in zip(images, batch, strict=True):
+        preprocess_into(image, colour(), row)
     np.testing.assert_array_equal(batch, np.stack([preprocess(image, colour()) for image in images]))
-    assert preprocess_batch([], colour()).shape == (0, 3, 8, 8)
