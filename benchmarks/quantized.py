@@ -18,10 +18,12 @@ the median of each round's int8/fp32 ratio (the fairer one when the load changes
 is also profiled once to show which kernels run.
 ``--compare-formats`` quantizes the same model in the other activation/weight formats of
 ``OTHER_FORMATS`` (into a temporary folder, not the repository) and times them in the same rounds.
-Prints one JSON object. Whether the CPU was busy: ``other_processes_cores`` is the CPU time every other
-process used during the timed rounds (from /proc/stat, minus this process's own), in cores; 0 is a
-quiet machine, 1.0 means a neighbour took one of the two cores. The 1-minute load average before and
-after the rounds is printed too (this script's own two threads add about 2 to it).
+Prints one JSON object. Whether the CPU was busy: each leg of a round also measures the CPU time every
+other process used meanwhile (from /proc/stat, minus this process's own), in cores (0: none; 1.0: a
+neighbour took one of the two cores); ``other_processes_cores_per_round`` is the larger of a round's
+legs. Rounds where that stayed under ``QUIET_CORES`` are summarised again as ``quiet_*``; every round's
+figures are printed as well. The 1-minute load average before and after the rounds is printed too
+(this script's own two threads add about 2 to it).
 """
 
 import argparse
@@ -50,6 +52,7 @@ from training.train import run
 
 BATCH_SIZE = 8
 THREADS = 2
+QUIET_CORES = 0.1  # a round is quiet when no leg of it saw other processes use more CPU than this
 # --compare-formats: (activation type, weight type, reduce_range) beside the published variant
 # (uint8 activations, int8 weights, full range), each calibrated on the same images.
 OTHER_FORMATS = {
@@ -80,12 +83,14 @@ def session(path: Path, *, profile: bool = False) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def images_per_second(model: ort.InferenceSession, batch: np.ndarray, seconds: float) -> float:
-    started, runs = time.perf_counter(), 0
+def images_per_second(model: ort.InferenceSession, batch: np.ndarray, seconds: float) -> tuple[float, float]:
+    """(images/s, cores' worth of CPU that other processes used meanwhile) over about ``seconds``."""
+    (all_before, own_before), started, runs = busy_seconds(), time.perf_counter(), 0
     while time.perf_counter() - started < seconds:
         model.run(None, {"input": batch})
         runs += 1
-    return runs * len(batch) / (time.perf_counter() - started)
+    (all_after, own_after), wall = busy_seconds(), time.perf_counter() - started
+    return runs * len(batch) / wall, ((all_after - all_before) - (own_after - own_before)) / wall
 
 
 def kernel_counts(path: Path, batch: np.ndarray) -> dict[str, int]:
@@ -184,17 +189,19 @@ def main() -> None:
 
     models = {label: session(path) for label, path in paths.items()}
     load_before = os.getloadavg()[0]  # here, not at the start: training and quantizing load the CPU themselves
-    (all_before, own_before), started = busy_seconds(), time.perf_counter()
     for model in models.values():
         images_per_second(model, batch, 2.0)  # warm-up: allocations, thread pool, first-run caches
     rounds: dict[str, list[float]] = {label: [] for label in models}
+    others: list[float] = []  # per round: the most any of its legs lost to other processes
     for index in range(args.rounds):
-        for label in list(models) if index % 2 == 0 else reversed(models):
-            rounds[label].append(round(images_per_second(models[label], batch, args.seconds), 1))
-    (all_after, own_after), wall = busy_seconds(), time.perf_counter() - started
-    others = ((all_after - all_before) - (own_after - own_before)) / wall  # cores' worth used by other processes
+        legs = {label: images_per_second(models[label], batch, args.seconds)
+                for label in (list(models) if index % 2 == 0 else reversed(models))}  # fmt: skip
+        for label, (speed, _) in legs.items():
+            rounds[label].append(round(speed, 1))
+        others.append(round(max(other for _, other in legs.values()), 2))
     median = {label: statistics.median(values) for label, values in rounds.items()}
     ratios = [i / f for f, i in zip(rounds["fp32"], rounds["int8"], strict=True)]
+    quiet = [index for index, other in enumerate(others) if other < QUIET_CORES]
 
     print(json.dumps({
         "model": f"{args.name} v{version} ({manifest.architecture}, input {list(manifest.input.shape)})",
@@ -208,6 +215,11 @@ def main() -> None:
         "speedup": round(median["int8"] / median["fp32"], 2),
         "speedup_per_round": [round(r, 2) for r in ratios],
         "median_speedup_per_round": round(statistics.median(ratios), 2),
+        "other_processes_cores_per_round": others,
+        "quiet_rounds": len(quiet),
+        "quiet_median_fp32": round(statistics.median(rounds["fp32"][i] for i in quiet), 1) if quiet else None,
+        "quiet_median_int8": round(statistics.median(rounds["int8"][i] for i in quiet), 1) if quiet else None,
+        "quiet_median_speedup_per_round": round(statistics.median(ratios[i] for i in quiet), 2) if quiet else None,
         "fp32_test_accuracy_torch": manifest.metrics["test_accuracy"],
         "fp32_test_accuracy_onnxruntime": test_accuracy["fp32"],
         "int8_test_accuracy": test_accuracy["int8"],
@@ -225,7 +237,6 @@ def main() -> None:
             for label in OTHER_FORMATS if label in paths
         },
         "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
-        "other_processes_cores": round(others, 2),  # of os.cpu_count(), during the timed rounds
     }, indent=2))  # fmt: skip
     shutil.rmtree(scratch)
 

@@ -11,14 +11,15 @@
    refuses the variant (``AccuracyDropTooLarge``) when int8 loses more than ``max_accuracy_drop``;
 4. adds it to the version as ``model.int8.onnx`` (``ModelRepository.add_variant``).
 
-Why uint8 activations and int8 weights, no reduced range: on x86-64 onnxruntime fuses
-DequantizeLinear → Conv → QuantizeLinear into ``QLinearConv`` and runs it on the u8 x s8 kernels
-(VNNI ``vpdpbusd`` where the CPU has it). Measured on this project's CPU (AVX-512 VNNI, 2 threads,
-ResNet-18 at 224 px, batch 8): u8/s8 fused all 20 convolutions and ran ~3x fp32; s8/s8 left 11 of 20
-convolutions in fp32 between Dequantize/Quantize pairs and ran no faster than fp32; u8/u8 fused them all
-but ran at fp32 speed (no fast u8 x u8 path). ``reduce_range`` (7-bit weights) avoids a saturation of the
-pre-VNNI AVX2/AVX-512 u8 x s8 instruction; VNNI does not saturate, so full range keeps the precision at
-the same speed. See docs/benchmarks.md ("Quantized int8 variant").
+Why uint8 activations and int8 weights, full range: on x86-64 onnxruntime fuses
+DequantizeLinear → Conv → QuantizeLinear into ``QLinearConv`` and runs it on its u8 x s8 integer GEMM
+kernels (MLAS picks AVX-512 VNNI or AMX ones where the CPU has them; the measuring CPU has both).
+Measured with ``benchmarks/quantized.py --compare-formats`` (ResNet-18 at 224 px, 2 threads, batch 8):
+u8/s8 fused all 20 convolutions and ran 2.9x fp32; s8/s8 fused only 9 of them, left 11 in fp32 between
+Dequantize/Quantize pairs and ran 0.87x fp32; u8/u8 fused all 20 but ran 0.83x fp32 (no fast u8 x u8
+path). ``reduce_range`` (7-bit weights) avoids a saturation of the pre-VNNI AVX2/AVX-512 u8 x s8
+instruction; VNNI does not saturate, and reduce_range ran no faster (2.7x), so full range keeps the
+precision. See docs/benchmarks.md ("Quantized int8 variant").
 """
 
 import tempfile
