@@ -17,6 +17,7 @@ class RepositorySettings(BaseSettings):
 
     model_root: Path = Path("var/models")  # IMGCLS_MODEL_ROOT: the repository (a shared volume in a cluster)
     redis_url: str | None = None  # IMGCLS_REDIS_URL: alias-change notifications, rate limits, jobs
+    data_root: Path = Path("var/data")  # IMGCLS_DATA_ROOT: uploaded datasets (a shared volume in a cluster)
 
 
 class ApiKey(BaseModel, frozen=True):
@@ -24,7 +25,7 @@ class ApiKey(BaseModel, frozen=True):
 
     name: str  # who holds it; shown in logs, never the key itself
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    scopes: frozenset[Literal["classify", "admin"]]
+    scopes: frozenset[Literal["classify", "admin", "train"]]  # train: datasets and fine-tuning jobs
 
 
 class ServiceSettings(RepositorySettings):
@@ -56,6 +57,13 @@ class ServiceSettings(RepositorySettings):
     image_formats: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP"})  # allow-list of decoded formats
     default_top_k: int = Field(default=5, ge=1)
     confidence_thresholds: dict[str, float] = {}  # model name -> below this top-1 probability: low_confidence
+
+    # ---- datasets (POST /v1/datasets); every cap is checked before anything is extracted
+    dataset_max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)  # the zip as sent; counted while streaming
+    dataset_max_files: int = Field(default=50_000, ge=1)  # entries in the zip (files and folders)
+    dataset_max_uncompressed_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=1)  # sum of declared sizes
+    dataset_max_compression_ratio: float = Field(default=100.0, gt=1)  # unpacked / packed, per entry and overall
+    dataset_min_images_per_class: int = Field(default=5, ge=2)  # readable images; training needs 2 (train + test)
 
     # ---- security
     auth_enabled: bool = True  # off only for local use; every deploy configuration turns it on

@@ -21,9 +21,10 @@ from service.api.admission import Admission
 from service.api.auth import Authenticator, RateLimiter
 from service.api.errors import problem_response
 from service.api.state import AppState
-from service.api.v1 import classify, models
+from service.api.v1 import classify, datasets, models
 from service.api.v2 import infer as v2_infer
 from service.api.v2 import routes as v2
+from service.datasets import DatasetLimits, DatasetStore
 from service.imaging import DecodeLimits
 from service.inference.registry import ModelRegistry
 from service.inference.watch import listen_for_changes, poll_repository
@@ -47,18 +48,28 @@ def create_app(settings: ServiceSettings | None = None) -> Litestar:
         ModelRepository(settings.model_root), settings, on_batch=metrics.observe_batch, on_load=metrics.observe_load
     )
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    limits = DecodeLimits(
+        formats=frozenset(settings.image_formats),
+        max_bytes=settings.max_image_bytes,
+        max_pixels=settings.max_image_pixels,
+    )
+    dataset_limits = DatasetLimits(
+        max_upload_bytes=settings.dataset_max_upload_bytes,
+        max_files=settings.dataset_max_files,
+        max_uncompressed_bytes=settings.dataset_max_uncompressed_bytes,
+        max_compression_ratio=settings.dataset_max_compression_ratio,
+        min_images_per_class=settings.dataset_min_images_per_class,
+        decode=limits,
+    )
     state = AppState(
         settings=settings,
         registry=registry,
         metrics=metrics,
         auth=Authenticator(settings, RateLimiter(settings.rate_limit_per_minute, redis)),
-        limits=DecodeLimits(
-            formats=frozenset(settings.image_formats),
-            max_bytes=settings.max_image_bytes,
-            max_pixels=settings.max_image_pixels,
-        ),
+        limits=limits,
         admission=Admission(settings.max_concurrent_requests),
         redis_url=settings.redis_url,
+        datasets=DatasetStore(settings.data_root, dataset_limits),
     )
 
     @contextlib.asynccontextmanager
@@ -85,6 +96,10 @@ def create_app(settings: ServiceSettings | None = None) -> Litestar:
             models.load_version,
             models.unload_version,
             models.promote_version,
+            datasets.upload_dataset,
+            datasets.list_datasets,
+            datasets.dataset_detail,
+            datasets.delete_dataset,
             health.live,
             health.ready,
             health.metrics,

@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 from service.api.errors import Forbidden, RateLimited, Unauthorized
 from service.settings import ApiKey, ServiceSettings
 
-Scope = Literal["classify", "admin"]
-ANONYMOUS = ApiKey(name="anonymous", sha256="0" * 64, scopes=frozenset({"classify", "admin"}))
+Scope = Literal["classify", "admin", "train"]  # train is never implied by admin: datasets and jobs need it named
+ANONYMOUS = ApiKey(name="anonymous", sha256="0" * 64, scopes=frozenset({"classify", "admin", "train"}))
 
 
 def new_key() -> str:

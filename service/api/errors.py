@@ -11,6 +11,7 @@ from litestar.exceptions import HTTPException, ValidationException
 
 from service.api.v2.codec import InvalidInferRequest, RequestTooLarge, UnsupportedContentEncoding
 from service.api.v2.tensors import InvalidTensor
+from service.datasets import ArchiveTooLarge, DatasetError, DatasetNotFound, DatasetRejected, UnsafeArchive
 from service.imaging import CorruptImage, EmptyImage, ImageError, ImageTooLarge, UnsupportedImageFormat
 from service.inference.errors import (
     InvalidArgument,
@@ -70,6 +71,11 @@ STATUS_TABLE: list[tuple[type[Exception], int, str]] = [
     (VersionInUse, 409, "conflict"),
     (CorruptVersion, 422, "corrupt_version"),
     (RepositoryError, 400, "bad_request"),
+    (DatasetRejected, 422, "bad_dataset"),
+    (UnsafeArchive, 400, "bad_dataset"),
+    (ArchiveTooLarge, 413, "too_large"),
+    (DatasetNotFound, 404, "not_found"),
+    (DatasetError, 400, "bad_request"),
     (QueueFull, 503, "queue_full"),
     (ShuttingDown, 503, "unloading"),
     (ProviderUnavailable, 503, "provider"),

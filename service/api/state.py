@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from service.api.admission import Admission
 from service.api.auth import Authenticator
+from service.datasets import DatasetStore
 from service.imaging import DecodeLimits
 from service.inference.classify import Classification
 from service.inference.loaded import LoadedVersion
@@ -23,6 +24,7 @@ class AppState:
     limits: DecodeLimits
     admission: Admission
     redis_url: str | None
+    datasets: DatasetStore
 
     async def notify_repository_change(self, name: str) -> None:
         """Tell the other server processes and replicas at once (they would notice by polling too)."""

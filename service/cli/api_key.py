@@ -15,7 +15,7 @@ def api_key() -> None:
 @api_key.command("new")
 @click.option("--name", required=True, help="Who holds the key (shown in logs and rate-limit messages).")
 @click.option(
-    "--scope", "scopes", multiple=True, type=click.Choice(["classify", "admin"]), default=("classify",),
+    "--scope", "scopes", multiple=True, type=click.Choice(["classify", "admin", "train"]), default=("classify",),
     show_default=True, help="Repeat for several scopes.",
 )  # fmt: skip
 def new(name: str, scopes: tuple[str, ...]) -> None:
