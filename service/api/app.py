@@ -7,6 +7,7 @@ holds its own onnxruntime sessions (one process per GPU on GPU hosts).
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -34,6 +35,18 @@ from service.settings import ServiceSettings
 from service.version import code_version
 
 log = logging.getLogger(__name__)
+
+
+def quiet_garbage_collector() -> None:
+    """Fewer, shorter garbage collections: their pauses showed as the p99 of small-model requests.
+
+    Each request allocates thousands of short-lived objects, so the default gen-0 threshold (700) runs a
+    collection every request or two, and older generations, which hold the whole loaded app, get scanned
+    often. Freezing what start-up built takes it out of every future scan; a higher gen-0 threshold
+    collects young garbage less often. Memory stays flat: the young objects die anyway.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def create_app(settings: ServiceSettings | None = None) -> Litestar:
@@ -72,9 +85,13 @@ def create_app(settings: ServiceSettings | None = None) -> Litestar:
         datasets=DatasetStore(settings.data_root, dataset_limits),
     )
 
+    async def start() -> None:
+        await registry.start()
+        quiet_garbage_collector()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(registry.start(), name="load-models")]
+        tasks = [asyncio.create_task(start(), name="load-models")]
         tasks.append(asyncio.create_task(poll_repository(registry, settings.watch_interval_s), name="poll"))
         if redis is not None:
             tasks.append(asyncio.create_task(listen_for_changes(registry, redis), name="listen"))
