@@ -35,6 +35,7 @@ class ServiceSettings(RepositorySettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)  # server processes; each loads its own sessions (one per GPU on GPU hosts)
+    cpu_slots_dir: Path | None = None  # set by imgcls serve --workers N: each process pins itself to its own core
     default_model: str | None = None  # readiness waits for this one; None: every model found at start-up
 
     # ---- runtime

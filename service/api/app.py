@@ -17,6 +17,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from redis.asyncio import Redis
 
+from service.affinity import claim_core
 from service.api import health
 from service.api.admission import Admission
 from service.api.auth import Authenticator, RateLimiter
@@ -86,6 +87,8 @@ def create_app(settings: ServiceSettings | None = None) -> Litestar:
     )
 
     async def start() -> None:
+        if settings.cpu_slots_dir is not None:
+            claim_core(settings.cpu_slots_dir)
         await registry.start()
         quiet_garbage_collector()
 

@@ -17,8 +17,18 @@ from service.settings import ServiceSettings
 @click.option("--model-root", type=click.Path(path_type=Path), help="Model repository [env IMGCLS_MODEL_ROOT].")
 @click.option("--no-auth", is_flag=True, help="Serve without API keys (local use only) [env IMGCLS_AUTH_ENABLED].")
 @click.option("--access-log/--no-access-log", default=False, help="One log line per request (off: it costs speed).")
+@click.option(
+    "--pin/--no-pin", default=True, show_default=True,
+    help="With several workers, pin each process to its own CPU core (when there are enough cores).",
+)  # fmt: skip
 def serve(
-    host: str | None, port: int | None, workers: int | None, model_root: Path | None, no_auth: bool, access_log: bool
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    model_root: Path | None,
+    no_auth: bool,
+    access_log: bool,
+    pin: bool,
 ) -> None:
     """Serve the repository's models over HTTP: /v1 (native), /v2 (KServe), /metrics, /schema.
 
@@ -39,6 +49,11 @@ def serve(
         )
     if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="imgcls-metrics-")
+    if pin and settings.workers > 1 and settings.cpu_slots_dir is None:
+        if settings.workers <= len(os.sched_getaffinity(0)):
+            os.environ["IMGCLS_CPU_SLOTS_DIR"] = tempfile.mkdtemp(prefix="imgcls-cpus-")
+        else:
+            click.echo(f"imgcls: {settings.workers} workers on fewer cores: not pinning them", err=True)
     url = f"http://{settings.host}:{settings.port}"
     click.echo(
         f"imgcls: serving {settings.model_root} at {url} with {settings.workers} process(es); "
