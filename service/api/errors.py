@@ -19,6 +19,7 @@ from service.inference.errors import (
     ProviderUnavailable,
     QueueFull,
     ShuttingDown,
+    StillLoading,
     VariantNotFound,
     VersionInUse,
 )
@@ -78,6 +79,7 @@ STATUS_TABLE: list[tuple[type[Exception], int, str]] = [
     (DatasetError, 400, "bad_request"),
     (QueueFull, 503, "queue_full"),
     (ShuttingDown, 503, "unloading"),
+    (StillLoading, 503, "loading"),
     (ProviderUnavailable, 503, "provider"),
     (Unauthorized, 401, "unauthorized"),
     (Forbidden, 403, "forbidden"),
@@ -108,7 +110,7 @@ def classify_error(error: Exception) -> tuple[int, str, str]:
 def retry_after(error: Exception) -> int | None:
     if isinstance(error, QueueFull | RateLimited):
         return error.retry_after_s
-    if isinstance(error, ShuttingDown):
+    if isinstance(error, ShuttingDown | StillLoading):
         return 1
     return None
 

@@ -18,8 +18,8 @@ from service.settings import ServiceSettings
 @click.option("--no-auth", is_flag=True, help="Serve without API keys (local use only) [env IMGCLS_AUTH_ENABLED].")
 @click.option("--access-log/--no-access-log", default=False, help="One log line per request (off: it costs speed).")
 @click.option(
-    "--pin/--no-pin", default=True, show_default=True,
-    help="With several workers, pin each process to its own CPU core (when there are enough cores).",
+    "--pin/--no-pin", default=False, show_default=True,
+    help="With several workers, pin each process to its own CPU core (a machine the server has to itself).",
 )  # fmt: skip
 def serve(
     host: str | None,

@@ -25,6 +25,10 @@ class ProviderUnavailable(InferenceError):
     """The configured execution provider (cuda) does not work on this machine."""
 
 
+class StillLoading(InferenceError):
+    """This server process is still loading its models at start-up; the client should retry in a moment."""
+
+
 class ShuttingDown(InferenceError):
     """A version was released while a request waited for it; the client may retry."""
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.inference.batcher import Batcher
-from service.inference.errors import ModelNotLoaded, VariantNotFound, VersionInUse
+from service.inference.errors import ModelNotLoaded, StillLoading, VariantNotFound, VersionInUse
 from service.inference.loaded import FP32, LoadedVersion, calibrated_probabilities
 from service.inference.providers import choose_providers, default_threads
 from service.inference.runtime import Runtime
@@ -57,6 +57,7 @@ class ModelRegistry:
         self._serving: dict[str, int] = {}
         self._aliases: dict[str, dict[str, int]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._found_at_start: list[str] = []
         self.started = False
 
     # ---------------------------------------------------------------- requests
@@ -82,6 +83,8 @@ class ModelRegistry:
         elif version is None:
             if name not in self._serving:
                 self.repository.versions(name)  # ModelNotFound for a model that does not exist
+                if not self.started:  # another worker process may already answer readiness probes
+                    raise StillLoading(f"this server process is still loading {name!r}; retry in a moment")
                 raise ModelNotLoaded(f"model {name!r} is not loaded on this server (see the server log)")
             version = self._serving[name]
         for candidate in (variant,) if variant else (self.settings.variant, FP32):
@@ -101,7 +104,7 @@ class ModelRegistry:
         """(ready, why not). Ready once start-up finished and the default model(s) serve."""
         if not self.started:
             return False, "loading and warming the models"
-        wanted = [self.settings.default_model] if self.settings.default_model else list(self._serving)
+        wanted = [self.settings.default_model] if self.settings.default_model else self._found_at_start
         if not wanted:
             return False, f"no model could be loaded from {self.repository.root} (train one with: imgcls train)"
         missing = [name for name in wanted if name not in self._serving]
@@ -120,7 +123,9 @@ class ModelRegistry:
     # ---------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        """Load and warm every model's serving version. A model that fails to load is logged and skipped."""
+        """Load and warm every model's serving version. A model that fails to load is logged and skipped, and
+        keeps the server not ready (unless IMGCLS_DEFAULT_MODEL names another one)."""
+        self._found_at_start = await asyncio.to_thread(self.repository.models)
         await self.refresh()
         self.started = True
 

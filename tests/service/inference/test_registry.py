@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.inference.errors import ModelNotLoaded, ProviderUnavailable, VersionInUse
+from service.inference.errors import ModelNotLoaded, ProviderUnavailable, StillLoading, VersionInUse
 from service.inference.providers import CPU, choose_providers, cuda_works
 from service.inference.registry import ModelRegistry
 from service.repository import ModelNotFound, ModelRepository
@@ -93,3 +93,19 @@ def test_providers_cpu_here_and_cuda_refused_clearly_without_a_gpu() -> None:
     assert choose_providers("auto") == [CPU]
     with pytest.raises(ProviderUnavailable, match="use auto or cpu"):
         choose_providers("cuda")
+
+
+async def test_a_process_still_loading_says_so_instead_of_not_loaded(service_settings: ServiceSettings) -> None:
+    registry = ModelRegistry(ModelRepository(service_settings.model_root), service_settings)
+    with pytest.raises(StillLoading, match="retry in a moment"):  # another worker may already be ready
+        registry.find(MODEL)
+
+
+async def test_a_model_that_fails_to_load_keeps_the_server_not_ready(service_settings: ServiceSettings) -> None:
+    repository = ModelRepository(service_settings.model_root)
+    broken = repository.path(MODEL, 1) / "model.onnx"
+    broken.write_bytes(b"not the file the manifest hashed")
+    registry = await started(service_settings)
+    ready, reason = registry.ready()
+    assert not ready
+    assert MODEL in reason
