@@ -1,7 +1,8 @@
 """One training run: data → model → parameter updates → calibrate → test → export → publish.
 
-``run(config, ...)`` is what ``imgcls train`` and the fine-tuning worker call. It is also the torchrun
-entry point: ``torchrun --nproc-per-node 2 -m training.train --epochs 2 ...`` takes the same options as
+``run(config, ...)`` is what ``imgcls train`` calls, and what ``training.finetune`` builds on (with the
+data already loaded and a ``Pretrained`` start). It is also the torchrun entry point:
+``torchrun --nproc-per-node 2 -m training.train --epochs 2 ...`` takes the same options as
 ``imgcls train``; every process trains, rank 0 alone writes the run folder and publishes.
 
 Run folder (``--output-dir``, default ``<runs_dir>/<name>-<UTC time>``)::
@@ -15,11 +16,11 @@ Run folder (``--output-dir``, default ``<runs_dir>/<name>-<UTC time>``)::
 
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 import torch
@@ -59,6 +60,22 @@ class RunResult:
     metrics: dict[str, float]  # empty unless completed
     published: VersionRef | None
     rank: int = 0  # under torchrun, which process this is; only rank 0 reports
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """Start from trained weights instead of a random initialization (fine-tuning).
+
+    ``weights`` is a state_dict of the same architecture. It holds every tensor of the new model, except
+    that the tensors of ``head`` (the classifier module, ``training.models.head_of``) may be left out:
+    then the head keeps its fresh, seeded initialization (a new label set). Every parameter outside
+    ``head`` is the backbone; it takes no updates during the first ``freeze_backbone_epochs`` epochs
+    (BatchNorm running statistics, which are not parameters, still follow the new images).
+    """
+
+    weights: Mapping[str, torch.Tensor]
+    head: str
+    freeze_backbone_epochs: int = 0
 
 
 @dataclass(frozen=True)
@@ -149,17 +166,30 @@ def run(
     should_stop: Callable[[], bool] = lambda: False,
     progress: bool = True,
     echo: bool = True,
+    data: DatasetBundle | None = None,
+    start: Pretrained | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    keep_best: bool = True,
 ) -> RunResult:
     """Train, and when the run completes, calibrate, test, export and (if ``config.publish``) publish.
 
     Everything that can be checked is checked before the run folder is created: names, options,
     data files. ``should_stop`` is polled after every batch; a stop keeps the last completed epoch's
     checkpoint, and ``run(..., output_dir=same, resume=True)`` continues exactly from it.
+
+    ``data``: already loaded (fine-tuning decodes with the base model's preprocessing); default: load
+    ``config.dataset``. ``start``: begin from these weights (ignored on resume: the checkpoint has them).
+    ``on_epoch``: called with each epoch's metrics row once its checkpoint is saved (rank 0 only).
+    ``keep_best``: finish with the weights of the epoch with the best validation accuracy (else the last
+    epoch's; a validation set of a few dozen images picks an epoch by noise).
     """
     device = pick_device(config.device)
     processes = start_processes(device)
     try:
-        return _run(config, settings, device, processes, output_dir, resume, should_stop, progress, echo)
+        return _run(
+            config, settings, device, processes, output_dir, resume, should_stop, progress, echo,
+            data=data, start=start, on_epoch=on_epoch, keep_best=keep_best,
+        )  # fmt: skip
     finally:
         stop_processes(processes)
 
@@ -174,16 +204,27 @@ def _run(
     should_stop: Callable[[], bool],
     progress: bool,
     echo: bool,
+    *,
+    data: DatasetBundle | None,
+    start: Pretrained | None,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+    keep_best: bool,
 ) -> RunResult:
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     resolve_optimizer_options(config.optimizer, config.optimizer_options)  # fail before loading data
-    data = load_dataset(
-        config.dataset,
-        fashion_mnist_dir=settings.fashion_mnist_dir,
-        image_size=config.image_size,
-        seed=config.seed,
-    )
+    if start is not None and start.freeze_backbone_epochs and processes.distributed:
+        raise InvalidHyperparameter(
+            "freezing the backbone is not supported under torchrun (DistributedDataParallel fixes the set of "
+            "trained parameters when it starts); fine-tune in one process"
+        )
+    if data is None:
+        data = load_dataset(
+            config.dataset,
+            fashion_mnist_dir=settings.fashion_mnist_dir,
+            image_size=config.image_size,
+            seed=config.seed,
+        )
     if data.skipped and echo and processes.is_main:
         print(f"# skipped {len(data.skipped)} unreadable file(s):", file=sys.stderr)
         for path, reason in data.skipped:
@@ -194,6 +235,8 @@ def _run(
     cuda = device.type == "cuda"
 
     model, optimizer = build_model_and_optimizer(config, data, device)
+    if start is not None and not resume:
+        load_pretrained(model, start)
     channels_last = uses_channels_last(config)
     steps_per_epoch = batches_per_epoch(len(split.train[1]), config.batch_size, processes.world_size)
     scheduler = build_scheduler(
@@ -234,6 +277,8 @@ def _run(
     try:
         for epoch in range(start_epoch, config.epochs):
             torch.manual_seed(epoch_seed(config.seed, epoch))
+            if start is not None:
+                set_backbone_trainable(model, start.head, epoch >= start.freeze_backbone_epochs)
             batches = epoch_batches(
                 config, data, split.train, epoch, device=device, rank=processes.rank, world_size=processes.world_size
             )
@@ -297,6 +342,8 @@ def _run(
                 if improved:
                     save_checkpoint(run_dir / "checkpoints" / "best.pt", state)
                 save_checkpoint(run_dir / "checkpoints" / "last.pt", state)
+                if on_epoch is not None:
+                    on_epoch(row)
             if stop_now:
                 if not patience_out:
                     status = "interrupted"
@@ -308,12 +355,14 @@ def _run(
     finally:
         if log is not None:
             log.close()
+        if start is not None:
+            set_backbone_trainable(model, start.head, True)
 
     epochs_done = history[-1]["epoch"] if history else 0
     if status == "interrupted" or not processes.is_main:
         barrier(processes)
         return RunResult(run_dir, status, epochs_done, {}, None, rank=processes.rank)
-    if best[1] != epochs_done and (run_dir / "checkpoints" / "best.pt").exists():
+    if keep_best and best[1] != epochs_done and (run_dir / "checkpoints" / "best.pt").exists():
         load_weights_into(model, load_checkpoint(run_dir / "checkpoints" / "best.pt"), config.model)
     metrics, published = finish_run(
         model,
@@ -345,6 +394,39 @@ def load_weights_into(model: nn.Module, state: Checkpoint, architecture: str) ->
     if saved != architecture:
         raise CheckpointError(f"the checkpoint holds a {saved} model, not {architecture}")
     model.load_state_dict(state.model)
+
+
+def load_pretrained(model: nn.Module, start: Pretrained) -> None:
+    """Copy ``start.weights`` into ``model``; only the head's tensors may be missing (they stay as they are).
+
+    Raises ``CheckpointError`` naming the first missing, unexpected or differently shaped tensors.
+    """
+    expected = model.state_dict()
+    prefix = f"{start.head}."
+    missing = [key for key in expected if key not in start.weights and not key.startswith(prefix)]
+    unexpected = [key for key in start.weights if key not in expected]
+    mismatched = [
+        f"{key} {tuple(start.weights[key].shape)} vs {tuple(value.shape)}"
+        for key, value in expected.items()
+        if key in start.weights and start.weights[key].shape != value.shape
+    ]
+    problems = [
+        f"{label}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape weights vs model", mismatched))
+        if keys
+    ]
+    if problems:
+        raise CheckpointError("the pretrained weights do not fit the model; " + "; ".join(problems))
+    model.load_state_dict({**expected, **start.weights})  # strict: every key is present
+
+
+def set_backbone_trainable(model: nn.Module, head: str, trainable: bool) -> None:
+    """``requires_grad`` of every parameter outside module ``head``. A frozen parameter gets no gradient,
+    so the optimizers skip it altogether: no step, no weight decay, no momentum."""
+    prefix = f"{head}."
+    for name, parameter in model.named_parameters():
+        if not name.startswith(prefix):
+            parameter.requires_grad_(trainable)
 
 
 def model_name_for(dataset: str) -> str:

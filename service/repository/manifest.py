@@ -59,6 +59,10 @@ class Lineage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     run_dir: str | None = None
     base_model: str | None = None  # set for fine-tuned versions
     base_version: int | None = None
+    # Fine-tuned versions only; absent in manifests written before fine-tuning existed, which decode with None.
+    dataset_sha256: str | None = None  # of the uploaded dataset archive ("dataset:<id>")
+    job_id: str | None = None  # the fine-tuning job that published this version (at most one version per job)
+    fine_tune: dict[str, Any] | None = None  # the job's resolved hyperparameters, by the job API's names
 
 
 class Variant(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

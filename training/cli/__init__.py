@@ -27,6 +27,7 @@ COMMANDS = {
     "lr-find": ("training.cli.lr_find", "lr_find", "LR range test: sweep the rate, plot the loss, suggest a rate."),
     "batch-sweep": ("training.cli.batch_sweep", "batch_sweep", "Images/second and peak memory per batch size."),
     "compare": ("training.cli.compare", "compare", "Train under several optimizers or LR policies; plot and tabulate."),
+    "fine-tune": ("training.cli.finetune", "finetune", "Fine-tune a published model on an image folder; publish it."),
     "serve": ("service.cli.serve", "serve", "Serve the repository's models over HTTP (/v1, /v2, /metrics)."),
     "classify": ("service.cli.classify", "classify", "Classify image files and folders offline (no server)."),
     "api-key": ("service.cli.api_key", "api_key", "Create API keys for the service."),

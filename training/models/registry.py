@@ -3,6 +3,9 @@
 Every builder takes the same two keywords, ``in_channels`` and ``num_classes``; anything else a
 model can vary is a keyword of its own constructor with a default, not of the registry. Tests in
 ``tests/training/models`` build, run and export every name registered here.
+
+``HEADS`` names each model's classifier: the one module whose output has ``num_classes`` values.
+Fine-tuning replaces it when the label set changes and treats everything else as the backbone.
 """
 
 from functools import partial
@@ -31,6 +34,16 @@ MODELS: dict[str, ModelBuilder] = {
 }
 
 
+# name -> dotted name of the classifier module (a Linear: weight (classes, features), bias (classes,)).
+HEADS: dict[str, str] = {
+    "lenet5": "classifier.3",  # the output layer after F6; F6 stays in the backbone
+    "cnn": "head",
+    "cnn_wide": "head",
+    "resnet_small": "fc",
+    **{name: "fc" for name in RESNETS},  # torchvision's name
+}
+
+
 def model_names() -> list[str]:
     return list(MODELS)
 
@@ -50,3 +63,11 @@ def create_model(name: str, *, in_channels: int, num_classes: int) -> nn.Module:
             f"{name}: in_channels and num_classes must be at least 1, got {in_channels} and {num_classes}"
         )
     return builder(in_channels=in_channels, num_classes=num_classes)
+
+
+def head_of(name: str) -> str:
+    """The dotted module name of model ``name``'s classifier (``"head"``, ``"fc"``, ``"classifier.3"``)."""
+    try:
+        return HEADS[name]
+    except KeyError:
+        raise UnknownModel(name, MODELS) from None
