@@ -229,11 +229,23 @@ def start_peer(args: argparse.Namespace, target: Target, work: Path, threads: in
 
 
 def top1(server: Server, target: Target) -> int:
-    """Classify the benchmark image once; the top-1 class index (fails loudly on anything but 200)."""
+    """Classify the benchmark image; the top-1 class index (fails loudly on anything but 200).
+
+    With several workers, readiness is answered by whichever worker takes the probe while another may still
+    be loading (it answers 503 with Retry-After): wait until ten requests in a row get 200.
+    """
     body, headers = multipart(target.image, target.image_bytes)
-    status, _, answer = http_request(server.port, "POST", server.path, body, headers)
-    if status != 200:
-        raise SystemExit(f"{server.name}: POST {server.path} answered {status}: {answer[:500]!r}")
+    deadline = time.monotonic() + 120
+    in_a_row = 0
+    while in_a_row < 10:
+        status, _, answer = http_request(server.port, "POST", server.path, body, headers)
+        if status == 503 and time.monotonic() < deadline:
+            in_a_row = 0
+            time.sleep(0.2)
+            continue
+        if status != 200:
+            raise SystemExit(f"{server.name}: POST {server.path} answered {status}: {answer[:500]!r}")
+        in_a_row += 1
     decoded = json.loads(answer)
     if server.name == "ours":
         return int(decoded["results"][0]["top"][0]["index"])

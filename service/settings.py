@@ -48,7 +48,8 @@ class ServiceSettings(RepositorySettings):
     max_batch_size: int = Field(default=32, ge=1)  # images per onnxruntime call
     max_queue_delay_ms: float = Field(default=0.0, ge=0)  # extra wait to fill a batch once the runtime is free
     max_queue_size: int = Field(default=256, ge=1)  # images waiting per version; beyond it: 503 with Retry-After
-    max_concurrent_requests: int = Field(default=32, ge=1)  # inference requests per process; beyond: 503 at once
+    max_concurrent_requests: int = Field(default=32, ge=1)  # inference requests per process; beyond: 503
+    refusal_delay_ms: float = Field(default=100.0, ge=0)  # hold such a 503 this long: paces clients that retry at once
 
     # ---- requests
     max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1)  # whole request body

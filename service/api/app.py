@@ -81,7 +81,7 @@ def create_app(settings: ServiceSettings | None = None) -> Litestar:
         metrics=metrics,
         auth=Authenticator(settings, RateLimiter(settings.rate_limit_per_minute, redis)),
         limits=limits,
-        admission=Admission(settings.max_concurrent_requests),
+        admission=Admission(settings.max_concurrent_requests, settings.refusal_delay_ms / 1000),
         redis_url=settings.redis_url,
         datasets=DatasetStore(settings.data_root, dataset_limits),
     )

@@ -36,7 +36,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_nothing_else_fails(
 def test_requests_over_the_concurrency_limit_are_refused_before_any_work(
     service_settings: ServiceSettings, png: bytes
 ) -> None:
-    settings = service_settings.model_copy(update={"max_concurrent_requests": 2})
+    settings = service_settings.model_copy(update={"max_concurrent_requests": 2, "refusal_delay_ms": 300})
 
     async def burst(server: str) -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=server, timeout=30) as client:
@@ -53,4 +53,5 @@ def test_requests_over_the_concurrency_limit_are_refused_before_any_work(
     assert refused[0].headers["content-type"].startswith("application/problem+json")
     assert refused[0].headers["retry-after"] == "1"
     assert "limit of 2 concurrent inference requests" in refused[0].json()["detail"]
+    assert all(r.elapsed.total_seconds() >= 0.3 for r in refused)  # held, so instant retries cannot flood
     assert f'imgcls_rejects_total{{reason="overloaded"}} {len(refused)}.0' in metrics
