@@ -8,7 +8,6 @@ the only names taken from a zip are class folder names, checked by ``validate``;
 """
 
 import contextlib
-import hashlib
 import os
 import re
 import secrets
@@ -23,6 +22,7 @@ from service.datasets.errors import DatasetError, DatasetNotFound, UnsafeArchive
 from service.datasets.limits import DatasetLimits
 from service.datasets.record import MAX_LISTED_SKIPPED, DatasetRecord, decode_record, encode_record
 from service.datasets.validate import AcceptedImage, validate_archive
+from service.repository.store import sha256_file
 
 ID_PATTERN = re.compile(r"ds_[0-9a-f]{16}")  # whole string: fullmatch, never match
 RECORD_FILE = "dataset.json"
@@ -50,14 +50,6 @@ def stored_file_name(index: int, original: str, extension: str) -> str:
     extension."""
     stem = _UNSAFE_STEM.sub("_", PurePosixPath(original).stem).strip("_")[:40]
     return f"{index:06d}-{stem}{extension}" if stem else f"{index:06d}{extension}"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class DatasetStore:
