@@ -62,11 +62,7 @@ def create_app(settings: ServiceSettings | None = None) -> Litestar:
         ModelRepository(settings.model_root), settings, on_batch=metrics.observe_batch, on_load=metrics.observe_load
     )
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-    limits = DecodeLimits(
-        formats=frozenset(settings.image_formats),
-        max_bytes=settings.max_image_bytes,
-        max_pixels=settings.max_image_pixels,
-    )
+    limits = DecodeLimits.from_settings(settings)
     dataset_limits = DatasetLimits(
         max_upload_bytes=settings.dataset_max_upload_bytes,
         max_files=settings.dataset_max_files,

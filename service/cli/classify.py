@@ -97,9 +97,7 @@ def classify(
     files = image_files(paths)
     if not files:
         raise click.UsageError("no image files (.jpg .jpeg .png .webp) under the given paths")
-    limits = DecodeLimits(
-        formats=settings.image_formats, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
-    )
+    limits = DecodeLimits.from_settings(settings)
     results = classify_files(files, manifest, runtime, top_k=top_k, batch_size=batch_size, limits=limits)
     rows = list(tqdm(results, total=len(files), unit="image", desc=f"{name} v{manifest.version}", file=sys.stderr))
     if output is None:

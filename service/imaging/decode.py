@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from service.imaging.errors import CorruptImage, EmptyImage, ImageTooLarge, UnsupportedImageFormat
+from service.settings import ServiceSettings
 
 # Pixel modes that PIL converts to both "L" and "RGB" (the first step of preprocessing). JPEG, PNG and
 # WebP only decode to these; an allowed format that yields another mode (TIFF in LAB, say) is refused.
@@ -43,6 +44,14 @@ class DecodeLimits:
             )
         if self.max_bytes < 1 or self.max_pixels < 1:
             raise ValueError("image limits: max_bytes and max_pixels must be positive")
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> "DecodeLimits":
+        return cls(
+            formats=frozenset(settings.image_formats),
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+        )
 
 
 def decode_image(data: bytes, limits: DecodeLimits) -> Image.Image:

@@ -3,16 +3,29 @@
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from service.inference.batcher import Batcher, BatchOutcome
+from service.inference.errors import VariantNotFound
 from service.inference.runtime import Runtime
 from service.repository import Manifest
+from service.repository.store import ONNX_FILE
 
 log = logging.getLogger(__name__)
 
 FP32 = "fp32"
+
+
+def model_file(folder: Path, manifest: Manifest, variant: str) -> Path:
+    """The ONNX file of ``variant`` ("fp32" or a manifest variant) in a version folder."""
+    if variant == FP32:
+        return folder / ONNX_FILE
+    if variant not in manifest.variants:
+        known = ", ".join([FP32, *manifest.variants])
+        raise VariantNotFound(f"{manifest.name} v{manifest.version} has no variant {variant!r} (known: {known})")
+    return folder / manifest.variants[variant].file
 
 
 def calibrated_probabilities(logits: np.ndarray, temperature: float) -> np.ndarray:

@@ -9,12 +9,10 @@ import numpy as np
 
 from service.imaging import DecodeLimits, ImageError, decode_image, preprocess_into
 from service.inference.classify import ImageResult, top_k_results
-from service.inference.errors import VariantNotFound
-from service.inference.loaded import FP32, calibrated_probabilities
+from service.inference.loaded import calibrated_probabilities, model_file
 from service.inference.providers import choose_providers, default_threads
 from service.inference.runtime import Runtime
 from service.repository import Manifest, ModelRepository
-from service.repository.store import ONNX_FILE
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
@@ -40,11 +38,7 @@ def image_files(paths: Iterable[Path]) -> list[Path]:
 def open_model(repository: ModelRepository, name: str, reference: str | None, variant: str) -> tuple[Manifest, Runtime]:
     version = repository.resolve(name, reference)
     manifest = repository.verify(name, version)
-    folder = repository.path(name, version)
-    if variant != FP32 and variant not in manifest.variants:
-        known = ", ".join([FP32, *manifest.variants])
-        raise VariantNotFound(f"{name} v{version} has no variant {variant!r} (known: {known})")
-    onnx_path = folder / (ONNX_FILE if variant == FP32 else manifest.variants[variant].file)
+    onnx_path = model_file(repository.path(name, version), manifest, variant)
     return manifest, Runtime(onnx_path, providers=choose_providers("auto"), intra_op_threads=default_threads(1))
 
 

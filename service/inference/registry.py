@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.inference.batcher import Batcher
-from service.inference.errors import ModelNotLoaded, StillLoading, VariantNotFound, VersionInUse
-from service.inference.loaded import FP32, LoadedVersion, calibrated_probabilities
+from service.inference.errors import ModelNotLoaded, StillLoading, VersionInUse
+from service.inference.loaded import FP32, LoadedVersion, calibrated_probabilities, model_file
 from service.inference.providers import choose_providers, default_threads
 from service.inference.runtime import Runtime
 from service.repository import Manifest, ModelRepository, VersionNotFound
-from service.repository.store import ONNX_FILE, PRODUCTION
+from service.repository.store import PRODUCTION
 from service.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -221,14 +221,7 @@ class ModelRegistry:
 
     def _build(self, manifest: Manifest, variant: str, pinned: bool) -> LoadedVersion:
         """Create the session and warm it up (in a worker thread: this takes from milliseconds to seconds)."""
-        folder = self.repository.path(manifest.name, manifest.version)
-        if variant == FP32:
-            onnx_path = folder / ONNX_FILE
-        elif variant in manifest.variants:
-            onnx_path = folder / manifest.variants[variant].file
-        else:
-            known = ", ".join([FP32, *manifest.variants])
-            raise VariantNotFound(f"{manifest.name} v{manifest.version} has no variant {variant!r} (known: {known})")
+        onnx_path = model_file(self.repository.path(manifest.name, manifest.version), manifest, variant)
         runtime = Runtime(onnx_path, providers=self.providers, intra_op_threads=self.threads)
         sample_shape = tuple(manifest.input.shape[1:])
         if self.settings.warmup:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from service.imaging.preprocess import resized_size  # one rule for training and serving
 from service.repository.manifest import Preprocessing
 from training.errors import DatasetError
 
@@ -26,17 +27,6 @@ _RESAMPLING = {
 # ---------------------------------------------------------------------------------------------------
 # Eval geometry and scaling
 # ---------------------------------------------------------------------------------------------------
-
-
-def resized_size(width: int, height: int, shorter_side: int) -> tuple[int, int]:
-    """(width, height) after resizing so the shorter side is ``shorter_side``.
-
-    The longer side becomes ``int(shorter_side * longer / shorter)`` (truncated, as torchvision's
-    ``Resize(int)`` does); a square image becomes ``shorter_side`` x ``shorter_side``.
-    """
-    if width <= height:
-        return shorter_side, int(shorter_side * height / width)
-    return int(shorter_side * width / height), shorter_side
 
 
 def decode_for_eval(image: Image.Image, *, preprocessing: Preprocessing) -> torch.Tensor:
