@@ -32,10 +32,11 @@ import yaml
 from PIL import Image
 
 from service.imaging import preprocess
+from service.jobs.hyperparameters import build_finetune_config
 from service.repository import Manifest, ModelNotFound, ModelRepository
 from training.config import TrainConfig
 from training.data import FASHION_MNIST_LABELS, DatasetBundle, load_dataset
-from training.finetune import build_finetune_config, fine_tune
+from training.finetune import fine_tune
 from training.settings import TrainingSettings
 from training.train import run
 

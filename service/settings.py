@@ -6,7 +6,7 @@ Every field is documented in docs/operations.md; the comment beside each default
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +20,28 @@ class RepositorySettings(BaseSettings):
     data_root: Path = Path("var/data")  # IMGCLS_DATA_ROOT: uploaded datasets (a shared volume in a cluster)
 
 
+class JobSettings(RepositorySettings):
+    """Fine-tuning jobs: read by the API (accepting jobs, recovering lost ones) and by the workers alike."""
+
+    job_queue: str = "fine-tuning"  # the Celery queue jobs go to (GPU workers may take their own)
+    job_max_seconds: int = Field(default=2 * 3600, ge=60)  # hard time limit of one trial; the task is then killed
+    job_heartbeat_s: float = Field(default=5.0, gt=0)  # a running trial's worker says it is alive this often
+    job_lost_after_s: float = Field(default=30.0, gt=0)  # no heartbeat this long: the worker is gone; requeue
+    job_max_attempts: int = Field(default=3, ge=1)  # deliveries of a trial (lost workers included) before it fails
+    job_max_trials: int = Field(default=16, ge=1)  # trials one job's sweep may hold
+    job_cancel_grace_s: float = Field(default=60.0, gt=0)  # a cancelled trial still running then is terminated
+    job_recovery_interval_s: float = Field(default=5.0, gt=0)  # how often the API looks for lost and stuck jobs
+
+    @model_validator(mode="after")
+    def _lost_after_several_heartbeats(self) -> "JobSettings":
+        if self.job_lost_after_s < 3 * self.job_heartbeat_s:
+            raise ValueError(
+                f"IMGCLS_JOB_LOST_AFTER_S ({self.job_lost_after_s}) must be at least three heartbeats "
+                f"(3 x IMGCLS_JOB_HEARTBEAT_S = {3 * self.job_heartbeat_s}), or one slow beat reads as a lost worker"
+            )
+        return self
+
+
 class ApiKey(BaseModel, frozen=True):
     """One configured key. Only the sha256 of the key is stored; make one with ``imgcls api-key new``."""
 
@@ -28,7 +50,7 @@ class ApiKey(BaseModel, frozen=True):
     scopes: frozenset[Literal["classify", "admin", "train"]]  # train: datasets and fine-tuning jobs
 
 
-class ServiceSettings(RepositorySettings):
+class ServiceSettings(JobSettings):
     """The inference API (``imgcls serve``)."""
 
     # ---- process

@@ -1,12 +1,40 @@
+"""Session fixtures every test folder may use: a private Redis and a small published model."""
+
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.redis_server import redis_server
 
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+MODEL = "fashion-mnist"
+
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server for this test session only."""
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url
+    with redis_server(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def trained_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A read-only template repository: fashion-mnist v1 (production) and v2, the same lenet5 published
+    twice (a few seconds of training on a slice of Fashion-MNIST), so hot swaps have two versions."""
+    pytest.importorskip("torch")
+    from training.config import TrainConfig
+    from training.publish import publish_run
+    from training.settings import TrainingSettings
+    from training.train import run
+
+    root = tmp_path_factory.mktemp("template")
+    settings = TrainingSettings(model_root=root / "models", runs_dir=root / "runs", fashion_mnist_dir=FASHION_MNIST)
+    config = TrainConfig(
+        model="lenet5", epochs=1, batch_size=64, train_subset=2048, test_subset=500, val_fraction=0.05,
+        optimizer="adam", learning_rate=0.01, lr_policy="fixed", threads=2, name=MODEL,
+    )  # fmt: skip
+    result = run(config, settings=settings)
+    assert result.published is not None
+    publish_run(result.run_dir, repository_root=root / "models", name=MODEL)
+    return root / "models"

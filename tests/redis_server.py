@@ -1,4 +1,4 @@
-"""A private redis-server per test session, on a free port, so runs never share state."""
+"""A private redis-server per test session (or per test), on a free port, so runs never share state."""
 
 import shutil
 import socket
@@ -16,29 +16,45 @@ def free_port() -> int:
         return port
 
 
-@contextmanager
-def redis_server(folder: Path) -> Iterator[str]:
-    """Start redis-server in ``folder``; yield its URL; stop it."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not installed (scripts/test.sh installs it with apt)")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+class RedisServer:
+    """redis-server in ``folder``; ``persistent`` keeps an append-only file there, so a restart (``stop``
+    then ``start``) keeps every key, as a production Redis configured by deploy/ does."""
+
+    def __init__(self, folder: Path, *, persistent: bool = False) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (scripts/test.sh installs it with apt)")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(folder),
+                        "--appendonly", "yes" if persistent else "no", "--appendfsync", "always"]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while True:
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
             except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start on port {port}") from None
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
                 time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()  # SIGTERM: a clean shutdown that flushes the append-only file
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@contextmanager
+def redis_server(folder: Path, *, persistent: bool = False) -> Iterator[RedisServer]:
+    """Start redis-server in ``folder``; yield it (``.url``); stop it."""
+    server = RedisServer(folder, persistent=persistent)
+    server.start()
+    try:
+        yield server
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        server.stop()

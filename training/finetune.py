@@ -33,15 +33,15 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from service.jobs.hyperparameters import FineTuneConfig
 from service.repository import Lineage, Manifest, ModelNotFound, ModelRepository, Preprocessing, VersionRef
 from service.repository.notify import announce_change
 from service.repository.store import NAME_PATTERN, PRODUCTION, WEIGHTS_FILE, check_name
@@ -69,76 +69,8 @@ class JobRunning(TrainingError):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Hyperparameters
+# Hyperparameters (FineTuneConfig is defined in service/jobs/, where the API checks a job's)
 # ---------------------------------------------------------------------------------------------------------
-
-
-class FineTuneConfig(BaseModel):
-    """A job's hyperparameters, by the names ``imgcls train`` uses; ``None`` ones are resolved at the start.
-
-    The defaults are a recipe for a few hundred small images on a CPU (docs/training.md): 8 epochs of
-    AdamW under a cosine decay, the new head alone in the first one, then everything, the backbone at 0.3
-    times the head's rate. On 600 Fashion-MNIST images of three classes the base never saw, that is about
-    5 seconds of training on two cores and 97 % accuracy (benchmarks/finetune.py).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    epochs: int = Field(default=8, ge=1, description="passes over the training images")
-    batch_size: int = Field(default=32, ge=1, description="images per update: small, so a small set still gives steps")
-    optimizer: str = Field(default="adamw", description="a name from imgcls train --help")
-    optimizer_options: dict[str, Any] = Field(default_factory=dict, description="resolved: every default filled in")
-    learning_rate: float = Field(default=0.003, gt=0.0, description="the head's peak rate")
-    lr_policy: str = Field(
-        default="cosine", description="a name from imgcls train --help; cosine starts at the full rate, so the "
-        "head learns in the frozen first epoch (onecycle's warm-up would spend it at a 25th of the rate)"
-    )  # fmt: skip
-    lr_policy_options: dict[str, Any] = Field(default_factory=dict, description="resolved: every default filled in")
-    weight_decay: float | None = Field(default=None, ge=0.0, description="5e-4 (0 for rprop, lbfgs, ftrl)")
-    freeze_backbone_epochs: int = Field(
-        default=1, ge=0, description="epochs at the start in which only the head learns (the new head settles "
-        "before its gradients reach the pretrained features)"
-    )  # fmt: skip
-    backbone_lr_multiplier: float = Field(
-        default=0.3, gt=0.0, le=10.0, description="backbone rate = learning_rate x this, once it is unfrozen"
-    )
-    augment: bool = Field(default=False, description="random crops and flips, as imgcls train --augment")
-    val_fraction: float = Field(
-        default=0.1, gt=0.0, lt=1.0, description="share of the training images held out for early stopping and "
-        "calibration (20 % of the dataset is held out first for the test)"
-    )  # fmt: skip
-    early_stopping_patience: int | None = Field(
-        default=None, ge=1, description="stop after this many epochs without a better validation accuracy, and "
-        "publish the best epoch's weights; unset: all epochs, the last one's weights"
-    )  # fmt: skip
-    seed: int = Field(default=0, description="seeds the splits, the new head, shuffling and augmentation")
-
-    @model_validator(mode="after")
-    def _freeze_within_epochs(self) -> "FineTuneConfig":
-        if self.freeze_backbone_epochs > self.epochs:
-            raise ValueError(
-                f"freeze_backbone_epochs ({self.freeze_backbone_epochs}) is more than epochs ({self.epochs}); "
-                f"use at most {self.epochs} (all epochs: only the head learns)"
-            )
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(self.model_dump_json())
-
-
-def build_finetune_config(values: Mapping[str, Any]) -> FineTuneConfig:
-    """Validate a job's hyperparameters (``None`` values mean unset); raises ``InvalidHyperparameter``."""
-    try:
-        return FineTuneConfig(**{key: value for key, value in values.items() if value is not None})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'config'}: {error['msg'].removeprefix('Value error, ')}"
-            + ("" if error["type"] in ("extra_forbidden", "value_error") else f" (got {error.get('input')!r})")
-            for error in exc.errors()
-        )
-        if any(error["type"] == "extra_forbidden" for error in exc.errors()):
-            problems += f" — known hyperparameters: {', '.join(FineTuneConfig.model_fields)}"
-        raise InvalidHyperparameter(f"invalid fine-tuning hyperparameters: {problems}") from exc
 
 
 def train_config_for(config: FineTuneConfig, *, architecture: str, dataset_dir: Path, name: str) -> TrainConfig:
@@ -246,7 +178,9 @@ def fine_tune(
     auto_promote: bool = False,
     min_accuracy: float | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    on_start: Callable[[FineTuneConfig], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    publish: bool = True,
     echo: bool = False,
 ) -> FineTuneResult:
     """Fine-tune ``base`` at ``base_version`` (a number, an alias, or None: production) on ``dataset_dir``.
@@ -258,7 +192,12 @@ def fine_tune(
 
     ``should_stop`` is polled after every batch and once more before publishing; a stop returns status
     "stopped" with nothing published, and calling again with the same ``output_dir`` resumes. ``on_epoch``
-    gets each completed epoch's metrics (on a resume, only the new epochs').
+    gets each completed epoch's metrics (on a resume, only the new epochs'); ``on_start`` the resolved
+    hyperparameters before training starts.
+
+    ``publish=False`` stops once training, calibration and export are done (status "completed", nothing
+    published): a sweep trains each trial so, then calls again with ``publish=True`` on the best trial's
+    ``output_dir``, which publishes without training again.
 
     Raises, before anything trains: ``InvalidHyperparameter`` / ``UnknownOptimizer`` / ``UnknownPolicy``
     for hyperparameters that cannot run, ``ModelNotFound`` / ``VersionNotFound`` / ``AliasNotFound`` /
@@ -279,7 +218,7 @@ def fine_tune(
         record = read_job(output_dir)
         if record is not None:
             check_same_job(record, job_id=job_id, base=base, dataset=dataset, config=config)
-            done = already_published(repository, output_dir, record)
+            done = already_published(repository, output_dir, record) if publish else None
             if done is not None:
                 ref, promoted = done
                 if promoted is None:
@@ -311,6 +250,8 @@ def fine_tune(
             record = JobRecord(job_id, base, version, dataset, dataset_sha256, name, requested=config.to_dict(),
                                config=resolved.to_dict())  # fmt: skip
             write_json(output_dir / JOB_FILE, msgspec.to_builtins(record))
+        if on_start is not None:
+            on_start(resolved)
 
         # ---- train (or resume, or skip when a previous delivery finished training)
         if not (run_dir / RESULT_FILE).is_file():
@@ -337,6 +278,9 @@ def fine_tune(
         epochs_completed = int(metrics["epochs"])
         if should_stop():  # cancelled while calibrating and exporting: publish nothing
             return FineTuneResult("stopped", base_ref(version), resolved, epochs_completed, {}, None, False, run_dir)
+        if not publish:
+            return FineTuneResult("completed", base_ref(version), resolved, epochs_completed, metrics, None, False,
+                                  run_dir)  # fmt: skip
 
         # ---- publish once, then promote once
         published = repository.publish(

@@ -23,13 +23,16 @@ from service.api.admission import Admission
 from service.api.auth import Authenticator, RateLimiter
 from service.api.errors import problem_response
 from service.api.state import AppState
-from service.api.v1 import classify, datasets, models
+from service.api.v1 import classify, datasets, jobs, models
 from service.api.v2 import infer as v2_infer
 from service.api.v2 import routes as v2
 from service.datasets import DatasetLimits, DatasetStore
 from service.imaging import DecodeLimits
 from service.inference.registry import ModelRegistry
 from service.inference.watch import listen_for_changes, poll_repository
+from service.jobs.queue import JobQueue
+from service.jobs.recovery import keep_recovering
+from service.jobs.store import JobStore
 from service.metrics import Metrics
 from service.repository import ModelRepository
 from service.settings import ServiceSettings
@@ -80,6 +83,9 @@ def create_app(settings: ServiceSettings | None = None) -> Litestar:
         admission=Admission(settings.max_concurrent_requests, settings.refusal_delay_ms / 1000),
         redis_url=settings.redis_url,
         datasets=DatasetStore(settings.data_root, dataset_limits),
+        redis=redis,
+        jobs=JobStore(settings.redis_url) if settings.redis_url else None,
+        queue=JobQueue(settings) if settings.redis_url else None,
     )
 
     async def start() -> None:
@@ -94,6 +100,8 @@ def create_app(settings: ServiceSettings | None = None) -> Litestar:
         tasks.append(asyncio.create_task(poll_repository(registry, settings.watch_interval_s), name="poll"))
         if redis is not None:
             tasks.append(asyncio.create_task(listen_for_changes(registry, redis), name="listen"))
+        if state.jobs is not None and state.queue is not None:
+            tasks.append(asyncio.create_task(keep_recovering(state.jobs, state.queue, settings), name="recover-jobs"))
         try:
             yield
         finally:
@@ -103,6 +111,8 @@ def create_app(settings: ServiceSettings | None = None) -> Litestar:
             await registry.stop()
             if redis is not None:
                 await redis.aclose()
+            if state.jobs is not None:
+                state.jobs.close()
 
     return Litestar(
         route_handlers=[
@@ -116,6 +126,13 @@ def create_app(settings: ServiceSettings | None = None) -> Litestar:
             datasets.list_datasets,
             datasets.dataset_detail,
             datasets.delete_dataset,
+            jobs.submit_job,
+            jobs.list_jobs,
+            jobs.job_detail,
+            jobs.cancel_job,
+            jobs.job_events,
+            jobs.job_metrics,
+            jobs.job_checkpoints,
             health.live,
             health.ready,
             health.metrics,

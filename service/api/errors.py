@@ -11,7 +11,14 @@ from litestar.exceptions import HTTPException, ValidationException
 
 from service.api.v2.codec import InvalidInferRequest, RequestTooLarge, UnsupportedContentEncoding
 from service.api.v2.tensors import InvalidTensor
-from service.datasets import ArchiveTooLarge, DatasetError, DatasetNotFound, DatasetRejected, UnsafeArchive
+from service.datasets import (
+    ArchiveTooLarge,
+    DatasetError,
+    DatasetInUse,
+    DatasetNotFound,
+    DatasetRejected,
+    UnsafeArchive,
+)
 from service.imaging import CorruptImage, EmptyImage, ImageError, ImageTooLarge, UnsupportedImageFormat
 from service.inference.errors import (
     InvalidArgument,
@@ -23,6 +30,7 @@ from service.inference.errors import (
     VariantNotFound,
     VersionInUse,
 )
+from service.jobs.errors import InvalidJob, JobNotCancellable, JobNotFound, JobStoreUnavailable
 from service.repository import AliasNotFound, CorruptVersion, ModelNotFound, RepositoryError, VersionNotFound
 
 log = logging.getLogger(__name__)
@@ -76,7 +84,12 @@ STATUS_TABLE: list[tuple[type[Exception], int, str]] = [
     (UnsafeArchive, 400, "bad_dataset"),
     (ArchiveTooLarge, 413, "too_large"),
     (DatasetNotFound, 404, "not_found"),
+    (DatasetInUse, 409, "conflict"),
     (DatasetError, 400, "bad_request"),
+    (InvalidJob, 422, "invalid_job"),
+    (JobNotFound, 404, "not_found"),
+    (JobNotCancellable, 409, "conflict"),
+    (JobStoreUnavailable, 503, "job_store"),
     (QueueFull, 503, "queue_full"),
     (ShuttingDown, 503, "unloading"),
     (StillLoading, 503, "loading"),
@@ -112,6 +125,8 @@ def retry_after(error: Exception) -> int | None:
         return error.retry_after_s
     if isinstance(error, ShuttingDown | StillLoading):
         return 1
+    if isinstance(error, JobStoreUnavailable):
+        return 5
     return None
 
 

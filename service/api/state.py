@@ -3,6 +3,8 @@
 import asyncio
 from dataclasses import dataclass
 
+from redis.asyncio import Redis
+
 from service.api.admission import Admission
 from service.api.auth import Authenticator
 from service.datasets import DatasetStore
@@ -10,6 +12,8 @@ from service.imaging import DecodeLimits
 from service.inference.classify import Classification
 from service.inference.loaded import LoadedVersion
 from service.inference.registry import ModelRegistry
+from service.jobs.queue import JobQueue
+from service.jobs.store import JobStore
 from service.metrics import Metrics
 from service.repository.notify import announce_change
 from service.settings import ServiceSettings
@@ -25,6 +29,9 @@ class AppState:
     admission: Admission
     redis_url: str | None
     datasets: DatasetStore
+    redis: Redis | None  # rate limits, repository notifications, job event streams
+    jobs: JobStore | None  # None without Redis: the job routes answer 503
+    queue: JobQueue | None
 
     async def notify_repository_change(self, name: str) -> None:
         """Tell the other server processes and replicas at once (they would notice by polling too)."""

@@ -4,7 +4,14 @@
 ``records()``, ``get(id)``, ``images_path(id)`` and ``delete(id)`` read and remove.
 """
 
-from service.datasets.errors import ArchiveTooLarge, DatasetError, DatasetNotFound, DatasetRejected, UnsafeArchive
+from service.datasets.errors import (
+    ArchiveTooLarge,
+    DatasetError,
+    DatasetInUse,
+    DatasetNotFound,
+    DatasetRejected,
+    UnsafeArchive,
+)
 from service.datasets.limits import DatasetLimits
 from service.datasets.record import DatasetRecord, SkippedFile
 from service.datasets.store import DatasetStore
@@ -14,6 +21,7 @@ __all__ = [
     "ArchiveReport",
     "ArchiveTooLarge",
     "DatasetError",
+    "DatasetInUse",
     "DatasetLimits",
     "DatasetNotFound",
     "DatasetRecord",

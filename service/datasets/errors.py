@@ -33,3 +33,7 @@ class DatasetNotFound(DatasetError):
         shown = dataset_id if len(dataset_id) <= 64 else dataset_id[:64] + "..."
         super().__init__(f"no dataset with id {shown!r} (GET /v1/datasets lists them)")
         self.dataset_id = dataset_id
+
+
+class DatasetInUse(DatasetError):
+    """A dataset an unfinished fine-tuning job still reads cannot be deleted."""

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from service.inference.errors import InferenceError
+from service.jobs.errors import InvalidJob, JobError
 from service.repository import RepositoryError
 from training.config import ConfigError
 from training.errors import InvalidHyperparameter, TrainingError, UnknownName
@@ -28,6 +29,7 @@ COMMANDS = {
     "batch-sweep": ("training.cli.batch_sweep", "batch_sweep", "Images/second and peak memory per batch size."),
     "compare": ("training.cli.compare", "compare", "Train under several optimizers or LR policies; plot and tabulate."),
     "fine-tune": ("training.cli.finetune", "finetune", "Fine-tune a published model on an image folder; publish it."),
+    "worker": ("training.cli.worker", "worker", "Run fine-tuning jobs from the queue (a Celery worker)."),
     "serve": ("service.cli.serve", "serve", "Serve the repository's models over HTTP (/v1, /v2, /metrics)."),
     "classify": ("service.cli.classify", "classify", "Classify image files and folders offline (no server)."),
     "api-key": ("service.cli.api_key", "api_key", "Create API keys for the service."),
@@ -35,7 +37,7 @@ COMMANDS = {
 
 
 class UserError(click.ClickException):
-    """A TrainingError or RepositoryError, shown as one line without a traceback (exit 1)."""
+    """A TrainingError, RepositoryError or JobError, shown as one line without a traceback (exit 1)."""
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)
@@ -48,7 +50,7 @@ class UsageProblem(UserError):
 
 
 def user_error(error: Exception) -> UserError:
-    usage = isinstance(error, UnknownName | InvalidHyperparameter | ConfigError)
+    usage = isinstance(error, UnknownName | InvalidHyperparameter | InvalidJob | ConfigError)
     return (UsageProblem if usage else UserError)(f"{type(error).__name__}: {error}")
 
 
@@ -70,7 +72,7 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (TrainingError, RepositoryError, InferenceError) as error:
+        except (TrainingError, RepositoryError, InferenceError, JobError) as error:
             raise user_error(error) from error
 
 

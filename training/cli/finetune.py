@@ -10,9 +10,10 @@ from typing import Any, get_args
 
 import click
 
+from service.jobs.hyperparameters import FineTuneConfig, build_finetune_config
 from training.cli.options import MAPPING_OPTIONS, parse_pairs, settings_from
 from training.cli.train import StopOnInterrupt
-from training.finetune import FineTuneConfig, build_finetune_config, fine_tune
+from training.finetune import fine_tune
 
 
 def hyperparameter_options(function: Callable[..., Any]) -> Callable[..., Any]:

@@ -17,7 +17,7 @@ from multipart import MultipartError, MultipartSegment, PushMultipartParser
 from service.api.errors import BadRequest
 from service.api.state import AppState
 from service.api.uploads import parse_header_params
-from service.datasets import ArchiveTooLarge, DatasetRecord
+from service.datasets import ArchiveTooLarge, DatasetInUse, DatasetRecord
 from service.datasets.store import check_name
 
 FIELD = "file"
@@ -150,5 +150,11 @@ async def dataset_detail(request: Request, dataset_id: FromPath[str]) -> Dataset
 
 @delete("/v1/datasets/{dataset_id:str}", status_code=204, tags=["datasets"])
 async def delete_dataset(request: Request, dataset_id: FromPath[str]) -> None:
-    store = (await authorized(request)).datasets
-    await asyncio.to_thread(store.delete, dataset_id)
+    """Delete a dataset; 409 while a fine-tuning job that has not finished uses it."""
+    state = await authorized(request)
+    if state.jobs is not None:
+        users = [job.id for job in await asyncio.to_thread(state.jobs.active_jobs) if job.dataset == dataset_id]
+        if users:
+            raise DatasetInUse(f"dataset {dataset_id} is used by fine-tuning job(s) {', '.join(users)}; "
+                               "delete it once they finished, or cancel them first")  # fmt: skip
+    await asyncio.to_thread(state.datasets.delete, dataset_id)

@@ -1,0 +1,177 @@
+"""/v1/fine-tuning/jobs: submit, list, read and cancel fine-tuning jobs; their events (JSON pages or a live
+server-sent-events stream), per-epoch metrics and checkpoints. Every route needs the ``train`` scope.
+
+The job store is Redis: when it does not answer, these routes answer 503 and classification carries on.
+"""
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, get, post
+from litestar.params import FromPath, JSONBody, Parameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from service.api.state import AppState
+from service.jobs import commands
+from service.jobs.commands import JobRequest
+from service.jobs.errors import InvalidJob, JobStoreUnavailable
+from service.jobs.record import FINISHED, EventPage, Job, JobPage, JobStatus
+from service.jobs.store import JobStore, job_key, parse_event
+from service.repository import ModelRepository
+
+BLOCK_MS = 2_000  # one wait for new events; under redis-py's 5 s socket timeout
+KEEPALIVE_S = 15.0
+CursorQuery = Annotated[str | None, Parameter(description="next_cursor of the previous page")]
+LimitQuery = Annotated[int, Parameter(ge=1, le=100, description="jobs per page")]
+MetadataQuery = Annotated[
+    list[str] | None, Parameter(description="key:value; repeat it to require several (all must match)")
+]
+AfterQuery = Annotated[str | None, Parameter(description="an event id: only later events")]
+
+
+class EpochRows(msgspec.Struct, frozen=True):
+    data: list[dict[str, Any]]  # one row per trial and epoch: trial, epoch, train_loss, val_accuracy, ...
+
+
+class Checkpoint(msgspec.Struct, frozen=True):
+    trial: int
+    epoch: int  # the last epoch saved: a redelivered trial resumes from it
+    step: int
+    metrics: dict[str, Any]
+    path: str  # on the worker, under IMGCLS_RUNS_DIR
+
+
+async def job_store(request: Request) -> tuple[AppState, JobStore]:
+    state: AppState = request.app.state.imgcls
+    await state.auth.authorize(request, "train")
+    if state.jobs is None:
+        raise JobStoreUnavailable("fine-tuning jobs need Redis: set IMGCLS_REDIS_URL (see docs/operations.md)")
+    return state, state.jobs
+
+
+@post("/v1/fine-tuning/jobs", status_code=201, tags=["fine-tuning"])
+async def submit_job(request: Request, data: JSONBody[JobRequest]) -> Job:
+    """Check a job (base model, dataset, hyperparameters) and queue it; 4xx with the reason when it cannot run."""
+    state, store = await job_store(request)
+    if state.queue is None:
+        raise JobStoreUnavailable("fine-tuning jobs need Redis: set IMGCLS_REDIS_URL")
+    settings = state.settings
+    return await asyncio.to_thread(
+        commands.submit, data, repository=ModelRepository(settings.model_root), datasets=state.datasets,
+        store=store, queue=state.queue, settings=settings,
+    )  # fmt: skip
+
+
+@get("/v1/fine-tuning/jobs", tags=["fine-tuning"])
+async def list_jobs(
+    request: Request,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 20,
+    status: Annotated[JobStatus | None, Parameter(description="only jobs in this status")] = None,
+    metadata: MetadataQuery = None,
+) -> JobPage:
+    """Jobs, newest first, a page at a time."""
+    _, store = await job_store(request)
+    wanted: dict[str, str] = {}
+    for pair in metadata or []:
+        key, sep, value = pair.partition(":")
+        if not sep:
+            raise InvalidJob(f"metadata filter {pair!r} is not key:value")
+        wanted[key] = value
+    return await asyncio.to_thread(store.page, cursor=cursor, limit=limit, status=status, metadata=wanted)
+
+
+@get("/v1/fine-tuning/jobs/{job_id:str}", tags=["fine-tuning"])
+async def job_detail(request: Request, job_id: FromPath[str]) -> Job:
+    _, store = await job_store(request)
+    return await asyncio.to_thread(store.get, job_id)
+
+
+@post("/v1/fine-tuning/jobs/{job_id:str}/cancel", status_code=200, tags=["fine-tuning"])
+async def cancel_job(request: Request, job_id: FromPath[str]) -> Job:
+    """Cancel a job: ``cancelled`` at once when nothing runs yet, else ``cancelling`` until the worker stops
+    (within a second or two). 409 for a job that already finished."""
+    _, store = await job_store(request)
+    return await asyncio.to_thread(commands.cancel, store, job_id)
+
+
+@get("/v1/fine-tuning/jobs/{job_id:str}/events", tags=["fine-tuning"])
+async def job_events(
+    request: Request, job_id: FromPath[str], after: AfterQuery = None, limit: LimitQuery = 100
+) -> EventPage | ServerSentEvent:
+    """The job's log, oldest first: a JSON page, or with ``Accept: text/event-stream`` a live stream that
+    ends after the job finishes (resume it with ``Last-Event-ID`` or ``?after=``)."""
+    state, store = await job_store(request)
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        return await asyncio.to_thread(store.events, job_id, after=after, limit=limit)
+    job = await asyncio.to_thread(store.get, job_id)
+    assert state.redis is not None, "a job store implies Redis"
+    start = request.headers.get("last-event-id") or after
+    # Content-Type given explicitly: Litestar would let the handler's JSON media type win over the stream's
+    headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    return ServerSentEvent(stream_events(state.redis, job, start), headers=headers)
+
+
+async def stream_events(redis: Redis, job: Job, after: str | None) -> AsyncIterator[ServerSentEventMessage]:
+    """Events as they are added; a comment every KEEPALIVE_S keeps proxies from closing an idle stream."""
+    key, last = f"{job_key(job.id)}:events", after or "0-0"
+    finished, quiet_since = job.finished, time.monotonic()
+    try:
+        while True:
+            replies: Any = await redis.xread({key: last}, count=100, block=None if finished else BLOCK_MS)
+            entries = replies[0][1] if replies else []
+            if not entries:
+                if finished:
+                    return
+                finished = await status_of(redis, job.id) in FINISHED
+                if time.monotonic() - quiet_since > KEEPALIVE_S:
+                    quiet_since = time.monotonic()
+                    yield ServerSentEventMessage(comment="waiting")
+                continue
+            quiet_since = time.monotonic()
+            for entry_id, fields in entries:
+                event = parse_event(entry_id, fields)
+                last = event.id
+                yield ServerSentEventMessage(data=json.dumps(msgspec.to_builtins(event)), event=event.type, id=event.id)
+                if event.type == "status" and event.data.get("status") in FINISHED:
+                    finished = True
+    except RedisError as exc:  # the client reconnects with Last-Event-ID once Redis is back
+        yield ServerSentEventMessage(data=json.dumps({"message": f"the job store does not answer: {exc}"}),
+                                     event="unavailable")  # fmt: skip
+
+
+async def status_of(redis: Redis, job_id: str) -> str:
+    raw = await redis.get(job_key(job_id))
+    return "" if raw is None else str(json.loads(raw)["status"])
+
+
+@get("/v1/fine-tuning/jobs/{job_id:str}/metrics", tags=["fine-tuning"])
+async def job_metrics(request: Request, job_id: FromPath[str]) -> EpochRows:
+    """Every trial's per-epoch metrics: losses, accuracies, learning rate, images per second."""
+    _, store = await job_store(request)
+    return EpochRows(await asyncio.to_thread(store.epochs, job_id))
+
+
+@get("/v1/fine-tuning/jobs/{job_id:str}/checkpoints", tags=["fine-tuning"])
+async def job_checkpoints(request: Request, job_id: FromPath[str]) -> list[Checkpoint]:
+    """Each trial's latest checkpoint (saved after every epoch): where a redelivered trial resumes."""
+    _, store = await job_store(request)
+    latest: dict[int, dict[str, Any]] = {}
+    for row in await asyncio.to_thread(store.epochs, job_id):
+        latest[int(row["trial"])] = row
+    return [
+        Checkpoint(
+            trial,
+            int(row["epoch"]),
+            int(row["step"]),
+            {k: v for k, v in row.items() if k not in ("trial", "epoch", "step")},
+            f"jobs/{job_id}/trial-{trial}/run/checkpoints/last.pt",
+        )
+        for trial, row in sorted(latest.items())
+    ]

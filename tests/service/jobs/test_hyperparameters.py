@@ -1,0 +1,51 @@
+from typing import Any
+
+import pytest
+
+from service.jobs.errors import InvalidHyperparameters
+from service.jobs.hyperparameters import build_finetune_config, expand_sweep
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"epochs": 0}, r"epochs: Input should be greater than or equal to 1 \(got 0\)"),
+        ({"learning_rte": 0.1}, "learning_rte: Extra inputs are not permitted — known hyperparameters: epochs"),
+        ({"epochs": 2, "freeze_backbone_epochs": 3}, r"freeze_backbone_epochs \(3\) is more than epochs \(2\)"),
+        ({"backbone_lr_multiplier": 0}, "backbone_lr_multiplier: Input should be greater than 0"),
+        ({"optimizer": "adamax"}, r"unknown optimizer 'adamax' \(known: sgd, momentum"),
+        ({"lr_policy": "warm"}, r"unknown lr_policy 'warm' \(known: fixed, step"),
+        ({"learning_rate": 100}, "learning_rate: Input should be less than or equal to 10"),
+    ],
+)
+def test_bad_hyperparameters_are_refused_with_a_message(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidHyperparameters, match=message):
+        build_finetune_config(values)
+
+
+def test_unset_values_take_the_defaults() -> None:
+    config = build_finetune_config({"epochs": None, "learning_rate": 0.01})
+    assert (config.epochs, config.learning_rate, config.optimizer) == (8, 0.01, "adamw")
+
+
+def test_a_sweep_is_one_trial_per_combination_in_a_stable_order() -> None:
+    trials = expand_sweep({"learning_rate": [0.1, 0.01], "optimizer": ["sgd", "adam"], "epochs": 3}, max_trials=16)
+    assert [(t.learning_rate, t.optimizer, t.epochs) for t in trials] == [
+        (0.1, "sgd", 3), (0.1, "adam", 3), (0.01, "sgd", 3), (0.01, "adam", 3),
+    ]  # fmt: skip
+    assert len(expand_sweep({"epochs": 3}, max_trials=1)) == 1
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"epochs": [1, 2]}, "hyperparameter epochs cannot take a list of values; sweepable: learning_rate"),
+        ({"learning_rate": []}, "give 1-16 distinct values"),
+        ({"learning_rate": [0.1, 0.1]}, "give 1-16 distinct values"),
+        ({"learning_rate": [0.1, 0.01], "batch_size": [8, 16, 32]}, r"6 trials \(2 learning_rate x 3 batch_size\)"),
+        ({"learning_rate": [0.1, -1.0]}, "learning_rate: Input should be greater than 0"),
+    ],
+)
+def test_bad_sweeps_are_refused(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidHyperparameters, match=message):
+        expand_sweep(values, max_trials=4)
