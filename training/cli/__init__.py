@@ -33,6 +33,7 @@ COMMANDS = {
     "serve": ("service.cli.serve", "serve", "Serve the repository's models over HTTP (/v1, /v2, /metrics)."),
     "classify": ("service.cli.classify", "classify", "Classify image files and folders offline (no server)."),
     "api-key": ("service.cli.api_key", "api_key", "Create API keys for the service."),
+    "jobs": ("service.cli.jobs", "jobs", "Submit, list, watch and cancel fine-tuning jobs on an API server."),
 }
 
 
