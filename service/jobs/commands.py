@@ -60,10 +60,12 @@ def check_request(request: JobRequest, settings: JobSettings) -> list[FineTuneCo
             "letters, digits, '.', '_' or '-', 64 characters in all"
         )
     if len(request.metadata) > MAX_METADATA_KEYS or any(
-        len(key) > 64 or len(value) > MAX_METADATA_CHARS for key, value in request.metadata.items()
+        not key or len(key) > 64 or ":" in key or len(value) > MAX_METADATA_CHARS
+        for key, value in request.metadata.items()
     ):
         raise InvalidJob(
-            f"metadata holds at most {MAX_METADATA_KEYS} keys of 64 characters, values of {MAX_METADATA_CHARS}"
+            f"metadata holds at most {MAX_METADATA_KEYS} keys of 1-64 characters without ':' (the list filter is "
+            f"key:value), values of at most {MAX_METADATA_CHARS}"
         )
     return expand_sweep(values, max_trials=settings.job_max_trials)
 

@@ -6,6 +6,7 @@ The job store is Redis: when it does not answer, these routes answer 503 and cla
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -17,6 +18,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from service.api.errors import BadRequest
 from service.api.state import AppState
 from service.jobs import commands
 from service.jobs.commands import JobRequest
@@ -27,6 +29,7 @@ from service.repository import ModelRepository
 
 BLOCK_MS = 2_000  # one wait for new events; under redis-py's 5 s socket timeout
 KEEPALIVE_S = 15.0
+EVENT_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # a Redis stream id
 CursorQuery = Annotated[str | None, Parameter(description="next_cursor of the previous page")]
 LimitQuery = Annotated[int, Parameter(ge=1, le=100, description="jobs per page")]
 MetadataQuery = Annotated[
@@ -108,11 +111,13 @@ async def job_events(
     """The job's log, oldest first: a JSON page, or with ``Accept: text/event-stream`` a live stream that
     ends after the job finishes (resume it with ``Last-Event-ID`` or ``?after=``)."""
     state, store = await job_store(request)
+    start = request.headers.get("last-event-id") or after
+    if start is not None and not EVENT_ID.fullmatch(start):
+        raise BadRequest(f"{start[:40]!r} is not an event id (they look like 1795842260905-0); pass an id from the log")
     if "text/event-stream" not in request.headers.get("accept", ""):
-        return await asyncio.to_thread(store.events, job_id, after=after, limit=limit)
+        return await asyncio.to_thread(store.events, job_id, after=start, limit=limit)
     job = await asyncio.to_thread(store.get, job_id)
     assert state.redis is not None, "a job store implies Redis"
-    start = request.headers.get("last-event-id") or after
     # Content-Type given explicitly: Litestar would let the handler's JSON media type win over the stream's
     headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     return ServerSentEvent(stream_events(state.redis, job, start), headers=headers)
@@ -132,7 +137,7 @@ async def stream_events(redis: Redis, job: Job, after: str | None) -> AsyncItera
                 finished = await status_of(redis, job.id) in FINISHED
                 if time.monotonic() - quiet_since > KEEPALIVE_S:
                     quiet_since = time.monotonic()
-                    yield ServerSentEventMessage(comment="waiting")
+                    yield ServerSentEventMessage(data=None, comment="waiting")
                 continue
             quiet_since = time.monotonic()
             for entry_id, fields in entries:

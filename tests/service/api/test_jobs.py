@@ -83,6 +83,7 @@ def test_a_job_is_accepted_listed_read_and_cancelled(server: str, dataset: str) 
         ({"suffix": "Has Spaces"}, 422, "suffix 'Has Spaces'"),
         ({"validation_split": 1.5}, 422, "val_fraction: Input should be less than 1"),
         ({"colour": "red"}, 400, "colour"),
+        ({"metadata": {"a:b": "c"}}, 422, "keys of 1-64 characters without ':'"),
     ],
 )
 def test_bad_submissions_are_refused_with_the_reason(
@@ -119,3 +120,13 @@ def test_without_redis_jobs_are_503_and_classification_goes_on(service_settings:
             classify = httpx.post(f"{url}/v1/models/fashion-mnist/classify", content=png,
                                   headers={"Content-Type": "image/png"})  # fmt: skip
             assert classify.status_code == 200
+
+
+def test_an_event_id_that_is_not_one_is_400(server: str, dataset: str) -> None:
+    job = submit(server, {"base_model": "fashion-mnist", "dataset": dataset}).json()
+    events = f"{server}{JOBS}/{job['id']}/events"
+    assert_problem(httpx.get(events, params={"after": "bogus"}), 400, "'bogus' is not an event id")
+    stream = httpx.get(events, headers={"Accept": "text/event-stream", "Last-Event-ID": "x"})
+    assert_problem(stream, 400, "'x' is not an event id")
+    first = httpx.get(events, params={"limit": 1}).json()
+    assert [e["message"] for e in httpx.get(events, params={"after": first["next_after"]}).json()["data"]] == ["queued"]

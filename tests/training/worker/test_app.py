@@ -6,15 +6,20 @@ import io
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
+import torch
 from PIL import Image
 
+from service.jobs.queue import FINISH_JOB, RUN_TRIAL
 from service.repository import ModelRepository
 from tests.conftest import FASHION_MNIST
 from tests.training.worker.conftest import CLASSES, Stack
 from training.data import load_dataset
+from training.settings import TrainingSettings
+from training.worker.app import create_worker_app
 
 
 def sse_events(url: str, timeout_s: float = 120) -> list[dict[str, Any]]:
@@ -172,3 +177,13 @@ def test_a_sweep_of_three_learning_rates_publishes_its_best_trial(
     assert done["result"]["trial"] == best and published(stack) == [f"{done['result']['model']} v1"]
     rows = httpx.get(f"{stack.url}/v1/fine-tuning/jobs/{job['id']}/metrics").json()["data"]
     assert sorted({(row["trial"], row["epoch"]) for row in rows}) == [(t, e) for t in range(3) for e in (1, 2)]
+
+
+def test_the_worker_app_keeps_the_delivery_rules_and_leaves_cuda_alone(tmp_path: Path) -> None:
+    settings = TrainingSettings(redis_url="redis://127.0.0.1:1/0", job_max_seconds=600, runs_dir=tmp_path)
+    conf = create_worker_app(settings).conf
+    assert (conf.task_acks_late, conf.task_reject_on_worker_lost, conf.worker_prefetch_multiplier) == (True, True, 1)
+    assert conf.worker_max_tasks_per_child == 1 and conf.task_soft_time_limit == 600 < conf.task_time_limit
+    assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
+    assert set(create_worker_app(settings).tasks) >= {RUN_TRIAL, FINISH_JOB}
+    assert not torch.cuda.is_initialized()  # the prefork parent never touches CUDA
