@@ -20,6 +20,7 @@ import httpx
 import msgspec
 from tqdm import tqdm
 
+from service.jobs.hyperparameters import SWEEPABLE
 from service.jobs.record import FINISHED, Job, JobEvent, JobPage, JobStatus
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -30,7 +31,6 @@ STREAM_TIMEOUT = httpx.Timeout(60.0, connect=5.0)  # the stream sends a keep-ali
 RECONNECT_PAUSE_S = 1.0
 MAX_RECONNECTS = 60  # failed tries in a row before watch gives up
 USAGE_STATUSES = frozenset({400, 404, 422})
-SWEEPABLE = {"learning_rate", "optimizer", "lr_policy", "batch_size"}
 
 
 class ClientError(click.ClickException):
