@@ -76,6 +76,16 @@ class Metrics:
             buckets=CONFIDENCE_BUCKETS, registry=r,
         )  # fmt: skip
 
+        self.jobs_submitted = Counter("imgcls_jobs_submitted", "Fine-tuning jobs accepted by this API.", registry=r)
+        self.jobs = Gauge(
+            "imgcls_jobs", "Fine-tuning jobs not finished yet, by status (from Redis, every recovery pass).",
+            ["status"], registry=r, multiprocess_mode="livemax",
+        )  # fmt: skip
+
+    def observe_jobs(self, counts: dict[str, int]) -> None:
+        for status in ("validating", "queued", "running", "cancelling"):
+            self.jobs.labels(status).set(counts.get(status, 0))
+
     def child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, remembered: the hot path observes several series per request."""
         key = (id(metric), labels)

@@ -6,7 +6,7 @@ Every field is documented in docs/operations.md; the comment beside each default
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -96,3 +96,13 @@ class ServiceSettings(JobSettings):
 
     # ---- repository changes made by other processes
     watch_interval_s: float = Field(default=2.0, gt=0)  # poll aliases and new versions this often
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """One line naming every bad ``IMGCLS_`` variable, for a process that cannot start with them."""
+    problems = []
+    for item in error.errors():
+        name = f"IMGCLS_{str(item['loc'][0]).upper()}" if item["loc"] else "settings"
+        given = "" if item["type"] == "value_error" else f" (got {item.get('input')!r})"
+        problems.append(f"{name}: {item['msg'].removeprefix('Value error, ')}{given}")
+    return "invalid settings: " + "; ".join(problems)

@@ -101,7 +101,11 @@ def create_app(settings: ServiceSettings | None = None) -> Litestar:
         if redis is not None:
             tasks.append(asyncio.create_task(listen_for_changes(registry, redis), name="listen"))
         if state.jobs is not None and state.queue is not None:
-            tasks.append(asyncio.create_task(keep_recovering(state.jobs, state.queue, settings), name="recover-jobs"))
+            tasks.append(
+                asyncio.create_task(
+                    keep_recovering(state.jobs, state.queue, settings, metrics.observe_jobs), name="recover-jobs"
+                )
+            )
         try:
             yield
         finally:

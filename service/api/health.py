@@ -1,6 +1,10 @@
 """Liveness, readiness and the Prometheus scrape endpoint (no API key: probes and scrapers need none)."""
 
+import asyncio
+
 from litestar import MediaType, Request, Response, get
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from service.api.state import AppState
 
@@ -24,7 +28,17 @@ async def ready(request: Request) -> Response[dict[str, object]]:
         for status in state.registry.status()
     }
     body: dict[str, object] = {"status": "ready" if is_ready else "not ready", "reason": reason, "models": models}
+    if state.redis is not None:  # jobs need it, classification does not: shown here, readiness unchanged
+        body["redis"] = await redis_status(state.redis)
     return Response(body, status_code=200 if is_ready else 503, media_type=MediaType.JSON)
+
+
+async def redis_status(redis: Redis) -> str:
+    try:
+        await asyncio.wait_for(redis.ping(), timeout=1.0)
+    except (RedisError, TimeoutError, OSError) as exc:
+        return f"unreachable: {exc or 'no answer within 1 s'} (fine-tuning jobs answer 503 until it is back)"
+    return "ok"
 
 
 @get("/metrics", tags=["health"], media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -128,6 +128,9 @@ class ModelRegistry:
         self._found_at_start = await asyncio.to_thread(self.repository.models)
         await self.refresh()
         self.started = True
+        is_ready, reason = self.ready()
+        if not is_ready:
+            log.warning("not ready: %s", reason)
 
     async def stop(self) -> None:
         loaded, self._loaded = list(self._loaded.values()), {}

@@ -11,6 +11,8 @@ visibility timeout; by then its trial has ended and the delivery does nothing.
 import asyncio
 import functools
 import logging
+from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from service.jobs import lifecycle
@@ -66,13 +68,16 @@ def recover(store: JobStore, queue: JobQueue, settings: JobSettings) -> list[str
     return done
 
 
-async def keep_recovering(store: JobStore, queue: JobQueue, settings: JobSettings) -> None:
-    """``recover`` every ``job_recovery_interval_s`` for as long as the API runs; Redis being away only
-    delays it."""
+async def keep_recovering(
+    store: JobStore, queue: JobQueue, settings: JobSettings, observe: Callable[[dict[str, int]], None]
+) -> None:
+    """``recover`` every ``job_recovery_interval_s`` for as long as the API runs, then ``observe`` the
+    unfinished jobs counted by status (for the metrics); Redis being away only delays it."""
     while True:
         await asyncio.sleep(settings.job_recovery_interval_s)
         try:
             await asyncio.to_thread(recover, store, queue, settings)
+            observe(Counter(job.status for job in await asyncio.to_thread(store.active_jobs)))
         except JobStoreUnavailable as exc:
             log.info("job recovery skipped: %s", exc)
         except Exception:  # a bug here must not end the loop that keeps jobs from hanging

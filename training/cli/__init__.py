@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from service.inference.errors import InferenceError
 from service.jobs.errors import InvalidJob, JobError
 from service.repository import RepositoryError
+from service.settings import describe_invalid
 from training.config import ConfigError
 from training.errors import InvalidHyperparameter, TrainingError, UnknownName
 
@@ -35,6 +37,9 @@ COMMANDS = {
     "api-key": ("service.cli.api_key", "api_key", "Create API keys for the service."),
     "jobs": ("service.cli.jobs", "jobs", "Submit, list, watch and cancel fine-tuning jobs on an API server."),
 }
+
+
+TRAINING_PACKAGES = frozenset({"torch", "torchvision", "onnx", "onnxscript", "matplotlib", "tensorboard", "sklearn"})
 
 
 class UserError(click.ClickException):
@@ -63,7 +68,16 @@ class LazyGroup(click.Group):
         if cmd_name not in COMMANDS:
             return None
         module, attribute, _ = COMMANDS[cmd_name]
-        command: click.Command = getattr(importlib.import_module(module), attribute)
+        try:
+            imported = importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name not in TRAINING_PACKAGES:
+                raise
+            raise UserError(
+                f"imgcls {cmd_name} needs the training dependencies ({error.name} is not installed): "
+                "pip install 'imgcls[train]'; this installation has the API's only (as the api image)"
+            ) from error
+        command: click.Command = getattr(imported, attribute)
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -75,6 +89,10 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except (TrainingError, RepositoryError, InferenceError, JobError) as error:
             raise user_error(error) from error
+        except ValidationError as error:
+            if not error.title.endswith("Settings"):
+                raise
+            raise UsageProblem(describe_invalid(error)) from error
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

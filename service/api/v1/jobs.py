@@ -65,10 +65,12 @@ async def submit_job(request: Request, data: JSONBody[JobRequest]) -> Job:
     if state.queue is None:
         raise JobStoreUnavailable("fine-tuning jobs need Redis: set IMGCLS_REDIS_URL")
     settings = state.settings
-    return await asyncio.to_thread(
+    job = await asyncio.to_thread(
         commands.submit, data, repository=ModelRepository(settings.model_root), datasets=state.datasets,
         store=store, queue=state.queue, settings=settings,
     )  # fmt: skip
+    state.metrics.jobs_submitted.inc()
+    return job
 
 
 @get("/v1/fine-tuning/jobs", tags=["fine-tuning"])

@@ -4,6 +4,7 @@ from pathlib import Path
 import httpx
 
 from service.settings import ServiceSettings
+from tests.redis_server import free_port
 from tests.service.api.server import running_server
 
 
@@ -46,3 +47,16 @@ def test_metrics_count_requests_batches_predictions_and_rejects(server: str, png
     assert metric(text, info) == 1
     for name in ("imgcls_queue_duration_seconds", "imgcls_compute_duration_seconds", "imgcls_decode_duration_seconds"):
         assert f"{name}_bucket" in text
+
+
+def test_ready_shows_a_redis_that_does_not_answer_and_stays_ready(service_settings: ServiceSettings) -> None:
+    settings = service_settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    with running_server(settings) as server:
+        ready = httpx.get(f"{server}/healthz/ready")
+        assert ready.status_code == 200  # classification does not need Redis
+        assert ready.json()["redis"].startswith("unreachable: ") and "jobs answer 503" in ready.json()["redis"]
+
+
+def test_ready_says_redis_is_ok(service_settings: ServiceSettings, redis_url: str) -> None:
+    with running_server(service_settings.model_copy(update={"redis_url": redis_url})) as server:
+        assert httpx.get(f"{server}/healthz/ready").json()["redis"] == "ok"

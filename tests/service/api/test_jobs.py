@@ -1,6 +1,7 @@
 """/v1/fine-tuning/jobs over real HTTP with a real Redis and no worker: jobs stay queued, which is all the
 API's own rules need. The whole path with a worker is tests/training/worker/test_app.py."""
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +22,11 @@ JOBS = "/v1/fine-tuning/jobs"
 @pytest.fixture
 def server(service_settings: ServiceSettings, redis_url: str) -> Iterator[str]:
     settings = service_settings.model_copy(
-        update={"redis_url": redis_url, "data_root": service_settings.model_root.parent / "data"}
+        update={
+            "redis_url": redis_url,
+            "data_root": service_settings.model_root.parent / "data",
+            "job_recovery_interval_s": 0.2,
+        }
     )
     with running_server(settings) as url:
         yield url
@@ -58,6 +63,9 @@ def test_a_job_is_accepted_listed_read_and_cancelled(server: str, dataset: str) 
     assert [e["message"] for e in events["data"]] == ["validating", "queued"] and not events["finished"]
 
     assert_problem(httpx.delete(f"{server}/v1/datasets/{dataset}"), 409, f"used by fine-tuning job(s) {job['id']}")
+    time.sleep(0.5)  # a recovery pass counts the unfinished jobs for the metrics
+    metrics = httpx.get(f"{server}/metrics").text
+    assert "imgcls_jobs_submitted_total 1.0" in metrics and 'imgcls_jobs{status="queued"}' in metrics
     cancelled = httpx.post(f"{server}{JOBS}/{job['id']}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     assert_problem(httpx.post(f"{server}{JOBS}/{job['id']}/cancel"), 409, "already cancelled")

@@ -44,3 +44,19 @@ def test_serve_refuses_auth_without_keys(model_root: Path) -> None:
     )
     assert result.returncode == 2
     assert "imgcls api-key new" in result.stderr
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable(model_root: Path) -> None:
+    env = {**os.environ, "IMGCLS_MODEL_ROOT": str(model_root), "IMGCLS_PORT": "eighty"}
+    result = subprocess.run(
+        [sys.executable, "-m", "training.cli", "serve", "--no-auth"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: invalid settings: IMGCLS_PORT: Input should be a valid integer, unable to parse string as an "
+        "integer (got 'eighty')"
+    )

@@ -1,0 +1,75 @@
+"""The api image's dependency set, proven without Docker: a fresh virtual environment with only the base
+dependencies of pyproject.toml (what the Dockerfile's api targets install) serves a published model and
+classifies an image, and has no torch."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.redis_server import free_port
+from tests.service.api.conftest import png_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def api_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``pip install .`` (no extras) into a new venv: about a minute, most of it onnxruntime from pip's cache."""
+    venv = tmp_path_factory.mktemp("api-install") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    install = [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", str(ROOT)]
+    subprocess.run(install, check=True, timeout=900, capture_output=True)
+    return venv
+
+
+@pytest.fixture
+def served(api_venv: Path, trained_repository: Path, tmp_path: Path) -> Iterator[str]:
+    models = shutil.copytree(trained_repository, tmp_path / "models")
+    port = free_port()
+    env = {**os.environ, "IMGCLS_MODEL_ROOT": str(models), "IMGCLS_PORT": str(port), "IMGCLS_INTRA_OP_THREADS": "1"}
+    log = (tmp_path / "serve.log").open("wb")
+    command = [str(api_venv / "bin" / "imgcls"), "serve", "--no-auth"]
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                if httpx.get(f"{url}/healthz/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_the_api_dependencies_alone_serve_a_published_model(api_venv: Path, served: str) -> None:
+    python = str(api_venv / "bin" / "python")
+    missing = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True)
+    assert missing.returncode != 0 and "No module named 'torch'" in missing.stderr
+
+    answer = httpx.post(f"{served}/v1/models/fashion-mnist/classify", content=png_bytes(),
+                        headers={"Content-Type": "image/png"})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model"] == "fashion-mnist" and len(answer.json()["results"][0]["top"]) == 5
+
+
+def test_training_commands_say_what_this_install_lacks(api_venv: Path) -> None:
+    result = subprocess.run([str(api_venv / "bin" / "imgcls"), "train"], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: imgcls train needs the training dependencies (torch is not installed): pip install "
+        "'imgcls[train]'; this installation has the API's only (as the api image)"
+    )
