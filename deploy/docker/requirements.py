@@ -1,0 +1,59 @@
+"""Write the images' requirement files from pyproject.toml, so that pyproject.toml stays the one list.
+
+    python requirements.py pyproject.toml OUT_DIR
+
+writes into OUT_DIR:
+  base.txt   the base dependencies: what the API needs (no torch)
+  train.txt  the ``train`` extra (torch, torchvision, onnx, ...)
+  torch.txt  torch and torchvision alone, as pinned in the ``train`` extra (the CPU images take them from
+             PyTorch's CPU index first: the same versions without the CUDA libraries)
+  cuda.txt   onnxruntime-gpu as pinned in the base dependencies, with its ``cuda`` and ``cudnn`` extras
+             (NVIDIA's CUDA 13 and cuDNN 9 pip wheels, which ``onnxruntime.preload_dlls()`` loads)
+
+The Dockerfile copies only pyproject.toml and this file before installing dependencies, so those layers are
+rebuilt only when the dependencies change, not on every source change. Standard library only.
+"""
+
+import re
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+TORCH = ("torch", "torchvision")
+ORT_GPU = "onnxruntime-gpu"
+
+
+def name(requirement: str) -> str:
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    if match is None:
+        raise ValueError(f"not a requirement: {requirement!r}")
+    return re.sub(r"[-_.]+", "-", match.group(1)).lower()
+
+
+def requirement_files(pyproject: dict[str, Any]) -> dict[str, list[str]]:
+    project = pyproject["project"]
+    base: list[str] = list(project["dependencies"])
+    train: list[str] = list(project["optional-dependencies"]["train"])
+    torch = [r for r in train if name(r) in TORCH]
+    ort = [r for r in base if name(r) == ORT_GPU]
+    if len(torch) != len(TORCH) or len(ort) != 1:
+        raise ValueError(f"pyproject.toml: expected {TORCH} in the train extra and {ORT_GPU} in the dependencies")
+    cuda = [re.sub(rf"^\s*{ORT_GPU}", f"{ORT_GPU}[cuda,cudnn]", ort[0])]
+    return {"base.txt": base, "train.txt": train, "torch.txt": torch, "cuda.txt": cuda}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print(f"usage: {argv[0]} pyproject.toml OUT_DIR", file=sys.stderr)
+        return 2
+    pyproject = tomllib.loads(Path(argv[1]).read_text(encoding="utf-8"))
+    out = Path(argv[2])
+    out.mkdir(parents=True, exist_ok=True)
+    for filename, lines in requirement_files(pyproject).items():
+        (out / filename).write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
