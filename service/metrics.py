@@ -82,9 +82,16 @@ class Metrics:
             ["status"], registry=r, multiprocess_mode="livemax",
         )  # fmt: skip
 
-    def observe_jobs(self, counts: dict[str, int]) -> None:
+        self.jobs_finished = Gauge(  # a count kept in Redis, read every recovery pass: one value for every replica
+            "imgcls_jobs_finished_total", "Fine-tuning jobs that ended, by status (counted in Redis).", ["status"],
+            registry=r, multiprocess_mode="livemax",
+        )  # fmt: skip
+
+    def observe_jobs(self, active: dict[str, int], finished: dict[str, int]) -> None:
         for status in ("validating", "queued", "running", "cancelling"):
-            self.jobs.labels(status).set(counts.get(status, 0))
+            self.jobs.labels(status).set(active.get(status, 0))
+        for status in ("succeeded", "failed", "cancelled"):
+            self.jobs_finished.labels(status).set(finished.get(status, 0))
 
     def child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, remembered: the hot path observes several series per request."""

@@ -6,6 +6,11 @@ import numpy as np
 import onnxruntime as ort
 
 from service.inference.providers import CPU
+from service.repository import CorruptVersion
+
+# What onnxruntime raises for a file that is no valid model (its pybind exceptions derive from Exception)
+_state = ort.capi.onnxruntime_pybind11_state
+UNLOADABLE = (_state.InvalidProtobuf, _state.InvalidGraph, _state.NoModel, _state.Fail, _state.NotImplemented)
 
 
 class Runtime:
@@ -20,7 +25,10 @@ class Runtime:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: a missing optional provider is not news
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
+        except UNLOADABLE as error:  # a file that matches its manifest and still is no model onnxruntime runs
+            raise CorruptVersion(f"{onnx_path} cannot be loaded by onnxruntime: {error}") from error
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self.provider = self.session.get_providers()[0]  # the one that actually runs

@@ -69,15 +69,19 @@ def recover(store: JobStore, queue: JobQueue, settings: JobSettings) -> list[str
 
 
 async def keep_recovering(
-    store: JobStore, queue: JobQueue, settings: JobSettings, observe: Callable[[dict[str, int]], None]
+    store: JobStore,
+    queue: JobQueue,
+    settings: JobSettings,
+    observe: Callable[[dict[str, int], dict[str, int]], None],
 ) -> None:
-    """``recover`` every ``job_recovery_interval_s`` for as long as the API runs, then ``observe`` the
-    unfinished jobs counted by status (for the metrics); Redis being away only delays it."""
+    """``recover`` every ``job_recovery_interval_s`` for as long as the API runs, then ``observe`` the jobs
+    counted by status, unfinished and finished (for the metrics); Redis being away only delays it."""
     while True:
         await asyncio.sleep(settings.job_recovery_interval_s)
         try:
             await asyncio.to_thread(recover, store, queue, settings)
-            observe(Counter(job.status for job in await asyncio.to_thread(store.active_jobs)))
+            active: dict[str, int] = Counter(str(job.status) for job in await asyncio.to_thread(store.active_jobs))
+            observe(active, await asyncio.to_thread(store.finished_counts))
         except JobStoreUnavailable as exc:
             log.info("job recovery skipped: %s", exc)
         except Exception:  # a bug here must not end the loop that keeps jobs from hanging

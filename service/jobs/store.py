@@ -4,6 +4,7 @@ Keys (``<id>`` is a job id, ``ft_<12 hex of the creation time in ms><10 hex>``, 
     imgcls:job:<id>                 the Job as JSON; changed only through ``update`` (WATCH/MULTI)
     imgcls:jobs                     sorted set of every id (score 0: ordered by id, newest last)
     imgcls:jobs:active              set of the ids not finished yet (what recovery scans)
+    imgcls:jobs:finished            hash: status -> jobs that ended so (for the metrics)
     imgcls:job:<id>:events          stream of JobEvents; capped at EVENTS_KEPT
     imgcls:job:<id>:epochs          list of per-epoch metric rows (JSON), every trial's
     imgcls:job:<id>:cancel          present once a cancel was asked for (the training loop polls it)
@@ -32,6 +33,7 @@ from service.jobs.record import EventPage, Job, JobEvent, JobPage, decode, encod
 PREFIX = "imgcls:job:"
 INDEX = "imgcls:jobs"
 ACTIVE = "imgcls:jobs:active"
+FINISHED_COUNTS = "imgcls:jobs:finished"
 EVENTS_KEPT = 10_000
 ID_CHARS = 3 + 12 + 10
 
@@ -154,6 +156,8 @@ class JobStore:
                     pipe.set(key, encode(after))
                     if after.finished:
                         pipe.srem(ACTIVE, job_id)
+                        if not before.finished:
+                            pipe.hincrby(FINISHED_COUNTS, after.status, 1)
                     for kind, message, data in changes(before, after):
                         self._event(pipe, job_id, kind, message, data)
                     pipe.execute()
@@ -199,6 +203,11 @@ class JobStore:
     def active_ids(self) -> list[str]:
         with talking_to_redis(self.url):
             return sorted(member.decode() for member in self.client.smembers(ACTIVE))
+
+    def finished_counts(self) -> dict[str, int]:
+        """Jobs that ended, by status, since this Redis began keeping them."""
+        with talking_to_redis(self.url):
+            return {key.decode(): int(value) for key, value in self.client.hgetall(FINISHED_COUNTS).items()}
 
     def active_jobs(self) -> list[Job]:
         """The jobs that have not finished."""

@@ -1,5 +1,5 @@
 """The Prometheus scrape configuration and the Grafana dashboard: well-formed, and asking only for metrics and
-labels that service/metrics.py really exports (or, marked pending, ones it is proposed to export)."""
+labels that service/metrics.py really exports."""
 
 import json
 import re
@@ -18,9 +18,6 @@ PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 API_DEPLOYMENT = ROOT / "deploy" / "k8s" / "base" / "api-deployment.yaml"
 BASE_KUSTOMIZATION = ROOT / "deploy" / "k8s" / "base" / "kustomization.yaml"
 
-# Finished fine-tuning jobs are not counted yet (service/metrics.py has imgcls_jobs, the unfinished ones, and
-# imgcls_jobs_submitted_total); the dashboard's panel for them uses this proposed name and says so.
-PENDING = {"imgcls_jobs_finished_total": {"status"}}
 TARGET_LABELS = {"job", "instance", "namespace", "pod", "component", "node", "deployment"}  # added by Prometheus
 VARIABLES = {"$__rate_interval", "$datasource", "$job", "$model", "$drift_window"}
 METRIC = re.compile(r"\bimgcls_[a-z0-9_]+")
@@ -110,7 +107,7 @@ def test_dashboard_covers_what_operators_watch() -> None:
         "imgcls_model_info",
         "imgcls_jobs",
         "imgcls_jobs_submitted_total",
-        *PENDING,
+        "imgcls_jobs_finished_total",
     }
     assert wanted <= {name for _, expr in PROMQL for name in METRIC.findall(expr)}
     quantiles = {q for _, expr in PROMQL if "imgcls_request_duration_seconds_bucket" in expr
@@ -122,7 +119,7 @@ def test_dashboard_covers_what_operators_watch() -> None:
 
 @pytest.mark.parametrize(("title", "expr"), PROMQL, ids=[f"{t}:{e[:40]}" for t, e in PROMQL])
 def test_promql_asks_only_for_exported_metrics_and_labels(title: str, expr: str) -> None:
-    known = EXPORTED | PENDING
+    known = EXPORTED
     names = set(METRIC.findall(expr))
     assert names and names <= known.keys(), f"{title}: {names - known.keys()} are not in service/metrics.py"
     for name, labels in selectors(expr):
@@ -131,13 +128,6 @@ def test_promql_asks_only_for_exported_metrics_and_labels(title: str, expr: str)
     available = set().union(*(known[name] for name in names)) | TARGET_LABELS
     assert by_clauses(expr) <= available, f"{title}: grouping by labels no metric here has"
     assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), title
-
-
-def test_pending_panels_say_so_until_the_metrics_exist() -> None:
-    for name in PENDING:
-        assert name not in EXPORTED, f"service/metrics.py exports {name} now: drop PENDING from the dashboard and here"
-        panels = [p for p in PANELS if any(name in METRIC.findall(t["expr"]) for t in p["targets"])]
-        assert panels and all(p["description"].startswith("PENDING") and "pending" in p["title"] for p in panels)
 
 
 # ---------------------------------------------------------------- Prometheus

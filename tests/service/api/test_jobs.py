@@ -70,6 +70,8 @@ def test_a_job_is_accepted_listed_read_and_cancelled(server: str, dataset: str) 
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     assert_problem(httpx.post(f"{server}{JOBS}/{job['id']}/cancel"), 409, "already cancelled")
     assert httpx.get(f"{server}{JOBS}/{job['id']}/events").json()["finished"]
+    time.sleep(0.5)
+    assert 'imgcls_jobs_finished_total{status="cancelled"}' in httpx.get(f"{server}/metrics").text
     assert httpx.delete(f"{server}/v1/datasets/{dataset}").status_code == 204  # no unfinished job uses it now
 
 
