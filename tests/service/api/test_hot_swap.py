@@ -43,8 +43,8 @@ async def hammer(server: str, png: bytes, stop: asyncio.Event, statuses: list[in
                 versions.add(response.json()["version"])
 
 
-def test_no_request_fails_during_a_promotion_under_load(server: str, png: bytes) -> None:
-    async def scenario() -> tuple[list[int], set[int], httpx.Response]:
+def test_no_request_fails_during_a_promotion_and_a_rollback_under_load(server: str, png: bytes) -> None:
+    async def scenario() -> tuple[list[int], set[int], list[httpx.Response]]:
         stop = asyncio.Event()
         statuses: list[int] = []
         versions: set[int] = set()
@@ -52,17 +52,20 @@ def test_no_request_fails_during_a_promotion_under_load(server: str, png: bytes)
         await asyncio.sleep(1.0)
         async with httpx.AsyncClient(base_url=server, timeout=60) as admin:
             promoted = await admin.post(f"/v1/models/{MODEL}/promote", json={"version": 2})
+            await asyncio.sleep(1.0)
+            rolled_back = await admin.post(f"/v1/models/{MODEL}/promote", json={"version": 1})
         await asyncio.sleep(1.0)
         stop.set()
         await asyncio.gather(*clients)
-        return statuses, versions, promoted
+        return statuses, versions, [promoted, rolled_back]
 
-    statuses, versions, promoted = asyncio.run(scenario())
-    assert promoted.status_code == 200, promoted.text
-    assert promoted.json()["serving_version"] == 2
+    statuses, versions, (promoted, rolled_back) = asyncio.run(scenario())
+    assert promoted.status_code == 200 and promoted.json()["serving_version"] == 2, promoted.text
+    assert rolled_back.status_code == 200 and rolled_back.json()["serving_version"] == 1, rolled_back.text
     assert len(statuses) > 100
     assert set(statuses) == {200}
     assert versions == {1, 2}
+    assert served_version(server, png) == 1
 
 
 def test_a_server_follows_an_alias_moved_by_another_process_by_polling(

@@ -1,5 +1,9 @@
+import errno
 import json
+import os
+import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -120,3 +124,34 @@ def test_names_cannot_escape_the_root(tmp_path: Path, name: str) -> None:
 
 def test_empty_or_missing_root_lists_nothing(tmp_path: Path) -> None:
     assert ModelRepository(tmp_path / "absent").models() == []
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs: a real 'no space left on device'. Mounting needs root, which CI on this kind of
+    machine has; elsewhere the test is skipped and says why."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_disk_that_fills_while_publishing_leaves_no_version(small_disk: Path, tmp_path: Path) -> None:
+    repo = ModelRepository(small_disk / "models")
+    small = tmp_path / "small.onnx"
+    small.write_bytes(b"x" * 1000)
+    repo.publish(sample_manifest(), small, None)
+    big = tmp_path / "big.onnx"
+    big.write_bytes(os.urandom(400 * 1024))  # more than the disk holds
+
+    with pytest.raises(OSError) as error:
+        repo.publish(sample_manifest(), big, None)
+    assert error.value.errno == errno.ENOSPC
+    assert repo.versions("fashion-mnist") == [1]  # no half-written version 2
+    assert not any((small_disk / "models" / "fashion-mnist").glob(".staging-*"))
+    assert repo.verify("fashion-mnist", 1).version == 1  # the published one is intact
+    assert repo.publish(sample_manifest(), small, None).version == 2  # and publishing works again

@@ -4,6 +4,7 @@ sweep. Every part is real (tests/training/worker/conftest.py)."""
 
 import io
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -128,21 +129,36 @@ def test_a_worker_killed_mid_training_is_replaced_and_the_job_finishes_once(
 
 def test_redis_restarting_during_a_job_loses_nothing(stack_factory: Callable[..., Stack], dataset_zip: bytes) -> None:
     stack = stack_factory(persistent=True)
-    job = stack.submit(stack.upload(dataset_zip), hyperparameters={"epochs": 15, "batch_size": 16})
+    dataset = stack.upload(dataset_zip)
+    job = stack.submit(dataset, hyperparameters={"epochs": 15, "batch_size": 16})
     stack.wait(job["id"], lambda j: epochs_done(j) >= 1)
+    statuses: list[int] = []
+    stop = threading.Event()
 
+    def classify_all_along() -> None:
+        image = sneaker_png()
+        while not stop.is_set():
+            answer = httpx.post(f"{stack.url}/v1/models/fashion-mnist/classify", content=image,
+                                headers={"Content-Type": "image/png"})  # fmt: skip
+            statuses.append(answer.status_code)
+
+    traffic = threading.Thread(target=classify_all_along)
+    traffic.start()
     stack.redis.stop()
     down = httpx.get(f"{stack.url}/v1/fine-tuning/jobs/{job['id']}")
     assert down.status_code == 503 and "does not answer" in down.json()["detail"] and "Retry-After" in down.headers
-    classify = httpx.post(f"{stack.url}/v1/models/fashion-mnist/classify", content=sneaker_png(),
-                          headers={"Content-Type": "image/png"})  # fmt: skip
-    assert classify.status_code == 200
+    refused = httpx.post(f"{stack.url}/v1/fine-tuning/jobs", json={"base_model": "fashion-mnist", "dataset": dataset})
+    assert refused.status_code == 503  # not accepted, so nothing to lose
     time.sleep(1.0)
     stack.redis.start()
+    stop.set()
+    traffic.join()
+    assert len(statuses) > 10 and set(statuses) == {200}  # classification never noticed
 
     done = stack.finished(job["id"])
     assert done["status"] == "succeeded", stack.logs()
     assert published(stack) == [f"{done['result']['model']} v1"]
+    assert [j["id"] for j in httpx.get(f"{stack.url}/v1/fine-tuning/jobs").json()["data"]] == [job["id"]]
 
 
 def test_two_jobs_and_one_worker_run_one_after_the_other(
