@@ -20,8 +20,8 @@ and with decode_image + preprocess (the service's own code) for every image, at 
 server's average batch (that decoding runs on one thread of this one process, while the server
 decodes in each of its workers).
 
-Overload (``--overload``): our server only, first at ``--connections`` then at ``--overload-connections``
-(default 4x), with IMGCLS_MAX_QUEUE_SIZE as the environment has it (default 256 images per worker).
+Overload (``--overload``): our server only, first at ``--connections``, then at ``--overload-connections``
+(default 4x), then at ``--connections`` again (is full throughput back at once?), with IMGCLS_MAX_QUEUE_SIZE as the environment has it (default 256 images per worker).
 Counts answers by status with benchmarks/multipart_status.lua (503s must carry Retry-After). wrk's own
 latency covers every answer, 503s included, and wrk's Lua cannot see per-request latency, so the
 latency of accepted (200) requests is measured by a low-rate probe client (``--probe-rate`` requests/s,
@@ -402,7 +402,8 @@ def overload(args: argparse.Namespace, target: Target, work: Path, report: dict[
         top1(ours, target)
         run_wrk(ours, target.image, args.connections, args.warmup, STATUS_LUA, args.wrk_timeout)
         rss = {"before": tree_rss_mib(ours.proc.pid)}
-        for phase, n in (("normal", args.connections), ("overload", connections)):
+        # "after": the same load as "normal" right after the overload, to show the recovery is immediate
+        for phase, n in (("normal", args.connections), ("overload", connections), ("after", args.connections)):
             peak: dict[int, float] = {}
             halt = threading.Event()
 
@@ -464,6 +465,9 @@ def print_overload(args: argparse.Namespace, figures: dict[str, Any]) -> None:
         print(f"  {moment}: {sum(per_process.values()):.0f} ({listed})")
     totals = {moment: sum(per_process.values()) for moment, per_process in figures["rss_mib"].items()}
     print(f"  change from before to after the overload: {totals['after overload'] - totals['before']:+.1f} MiB")
+    normal, after = figures["phases"]["normal"], figures["phases"]["after"]
+    print(f"recovery: right after the overload, {after['requests_per_s']:,.1f} req/s = "
+          f"{after['requests_per_s'] / normal['requests_per_s']:.0%} of the throughput before it")  # fmt: skip
     print("p99 accepted (probe): one keep-alive client at --probe-rate requests/s alongside wrk, 200 answers only; "
           "(server): the server's request histogram, 200 answers only, interpolated in its buckets")  # fmt: skip
     if not figures["phases"]["overload"]["statuses"].get(503):
