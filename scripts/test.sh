@@ -14,6 +14,16 @@ if ! command -v redis-server >/dev/null; then
     fi
 fi
 
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "==> installing chromium and chromium-driver (the web page's browser tests drive it headless)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    else
+        echo "chromium is missing: sudo apt-get install chromium chromium-driver" >&2
+        exit 1
+    fi
+fi
+
 echo "==> ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -18,7 +18,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from redis.asyncio import Redis
 
 from service.affinity import claim_core
-from service.api import health
+from service.api import health, web
 from service.api.admission import Admission
 from service.api.auth import Authenticator, RateLimiter
 from service.api.errors import problem_response
@@ -150,6 +150,7 @@ def create_app(settings: ServiceSettings | None = None) -> Litestar:
             v2.load_model,
             v2.unload_model,
             v2_infer.infer,
+            *web.routes(),
         ],
         lifespan=[lifespan],
         state=State({"imgcls": state}),

@@ -8,7 +8,14 @@ from litestar.params import FromPath, JSONBody, Parameter
 
 from service.api.auth import Scope
 from service.api.state import AppState
-from service.api.v1.schemas import LoadedInfo, ModelDetail, ModelSummary, PromoteRequest, VersionInfo
+from service.api.v1.schemas import (
+    LineageInfo,
+    LoadedInfo,
+    ModelDetail,
+    ModelSummary,
+    PromoteRequest,
+    VersionInfo,
+)
 from service.inference.loaded import LoadedVersion
 from service.inference.registry import ModelStatus
 
@@ -64,6 +71,14 @@ async def model_detail(request: Request, name: FromPath[str]) -> ModelDetail:
                     metrics=manifest.metrics,
                     variants={key: variant.metrics for key, variant in manifest.variants.items()},
                     created_at=manifest.created_at,
+                    lineage=LineageInfo(
+                        dataset=manifest.lineage.dataset,
+                        base_model=manifest.lineage.base_model,
+                        base_version=manifest.lineage.base_version,
+                        job_id=manifest.lineage.job_id,
+                        dataset_sha256=manifest.lineage.dataset_sha256,
+                    ),
+                    code_version=manifest.code_version,
                 )
             )
         if manifest is None:

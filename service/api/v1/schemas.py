@@ -30,6 +30,16 @@ class LoadedInfo(msgspec.Struct):
     queued_images: int
 
 
+class LineageInfo(msgspec.Struct):
+    """Where a version came from (the manifest's lineage, without server paths or the whole config)."""
+
+    dataset: str  # "fashion-mnist", "digits", "folder:/path", "dataset:<id>"
+    base_model: str | None = None  # set for fine-tuned versions
+    base_version: int | None = None
+    job_id: str | None = None  # the fine-tuning job that published it
+    dataset_sha256: str | None = None
+
+
 class VersionInfo(msgspec.Struct):
     version: int
     aliases: list[str]
@@ -37,6 +47,8 @@ class VersionInfo(msgspec.Struct):
     metrics: dict[str, float]
     variants: dict[str, dict[str, float]]  # variant -> its metrics
     created_at: str
+    lineage: LineageInfo | None = None
+    code_version: str | None = None  # of the code that made it
 
 
 class ModelSummary(msgspec.Struct):

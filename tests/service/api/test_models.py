@@ -46,3 +46,14 @@ def test_admin_mistakes_are_4xx(server: str) -> None:
     assert bad_body.status_code == 400
     assert httpx.post(f"{base}/promote", json={"version": 9}).status_code == 404
     assert httpx.post(f"{base}/promote", json={"version": 2, "alias": "Bad Alias!"}).status_code == 400
+
+
+def test_detail_shows_each_versions_lineage_and_code_version(server: str) -> None:
+    detail = httpx.get(f"{server}/v1/models/{MODEL}").json()
+    for version in detail["versions"]:
+        lineage = version["lineage"]
+        assert lineage["dataset"] == "fashion-mnist"
+        assert lineage["base_model"] is None and lineage["job_id"] is None  # trained, not fine-tuned
+        assert "run_dir" not in lineage and "config" not in lineage  # no server paths, no whole config
+        assert version["code_version"]
+        assert {"test_accuracy", "ece", "ece_uncalibrated"} <= version["metrics"].keys()
