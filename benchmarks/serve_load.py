@@ -21,7 +21,8 @@ server's average batch (that decoding runs on one thread of this one process, wh
 decodes in each of its workers).
 
 Overload (``--overload``): our server only, first at ``--connections``, then at ``--overload-connections``
-(default 4x), then at ``--connections`` again (is full throughput back at once?), with IMGCLS_MAX_QUEUE_SIZE as the environment has it (default 256 images per worker).
+(default 4x), then at ``--connections`` again (is full throughput back at once?), with
+IMGCLS_MAX_QUEUE_SIZE as the environment has it (default 256 images per worker).
 Counts answers by status with benchmarks/multipart_status.lua (503s must carry Retry-After). wrk's own
 latency covers every answer, 503s included, and wrk's Lua cannot see per-request latency, so the
 latency of accepted (200) requests is measured by a low-rate probe client (``--probe-rate`` requests/s,
