@@ -6,8 +6,10 @@ what a client sees. Unexpected errors are logged with their traceback and answer
 
 import logging
 
+import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
 
 from service.api.v2.codec import InvalidInferRequest, RequestTooLarge, UnsupportedContentEncoding
 from service.api.v2.tensors import InvalidTensor
@@ -118,6 +120,57 @@ def classify_error(error: Exception) -> tuple[int, str, str]:
         reason = "too_large" if error.status_code == 413 else "not_found" if error.status_code == 404 else "http"
         return error.status_code, reason, error.detail
     return 500, "internal", "internal server error (the server log has the details)"
+
+
+class Problem(msgspec.Struct):
+    """The body of every /v1 error (RFC 9457 problem details), sent as application/problem+json."""
+
+    type: str  # always "about:blank"
+    title: str  # the reason, e.g. "too large"
+    status: int
+    detail: str  # what was wrong and what to send instead
+
+
+class V2Error(msgspec.Struct):
+    """The body of every /v2 error, as the KServe protocol defines it."""
+
+    error: str
+
+
+# When each status is answered, for the OpenAPI description of every route (``problems``, ``v2_errors``).
+WHEN = {
+    400: "the request cannot be read: a bad parameter, body or name (the detail says which)",
+    401: "no API key, or an unknown one (with WWW-Authenticate)",
+    403: "the key lacks the scope this endpoint needs",
+    404: "no such model, version, alias, variant, dataset or job; or a version not loaded on this server",
+    409: "the request conflicts with the current state (the detail says how to resolve it)",
+    413: "over a size limit: body, images per request, image bytes or pixels, dataset entries or unpacked bytes",
+    415: "a Content-Type (or Content-Encoding) this endpoint does not accept, or bytes that are not an allowed image "
+    "format",
+    422: "well-formed but unusable: a corrupt or truncated image, a dataset that cannot train a classifier, an "
+    "invalid job, a version onnxruntime cannot load",
+    429: "over the key's rate limit (with Retry-After)",
+    503: "overloaded, still loading, or (jobs) Redis does not answer; nothing was done, retry after Retry-After",
+}
+# Every route that needs an API key may answer these; 400 also replaces Litestar's own description of its
+# parameter errors, which ``problem_response`` answers in this module's shapes instead.
+KEYED = (400, 401, 403, 429)
+
+
+def problems(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI ``responses`` (route decorators) for the problem+json errors a keyed /v1 route may answer."""
+    return {
+        status: ResponseSpec(Problem, description=WHEN[status], media_type=PROBLEM_JSON, generate_examples=False)
+        for status in sorted({*statuses, *KEYED})
+    }
+
+
+def v2_errors(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI ``responses`` (route decorators) for the ``{"error": ...}`` answers a keyed /v2 route may give."""
+    return {
+        status: ResponseSpec(V2Error, description=WHEN[status], media_type=MediaType.JSON, generate_examples=False)
+        for status in sorted({*statuses, *KEYED})
+    }
 
 
 def retry_after(error: Exception) -> int | None:

@@ -3,6 +3,7 @@
 import asyncio
 
 from litestar import MediaType, Request, Response, get
+from litestar.openapi import ResponseSpec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -15,7 +16,15 @@ async def live() -> dict[str, str]:
     return {"status": "live"}
 
 
-@get("/healthz/ready", tags=["health"])
+@get(
+    "/healthz/ready",
+    tags=["health"],
+    responses={
+        503: ResponseSpec(
+            dict[str, object], description="not ready yet: the reason and each model's state", generate_examples=False
+        )
+    },
+)
 async def ready(request: Request) -> Response[dict[str, object]]:
     """200 once the default model is loaded and warm; 503 (with the reason) until then."""
     state: AppState = request.app.state.imgcls

@@ -124,7 +124,7 @@ def parse_base(base: str) -> tuple[str, int | str | None]:
     name, _, version = base.partition(":")
     if not name:
         raise click.BadParameter(f"{base!r} names no model", param_hint="--base")
-    return name, (int(version) if version.isdigit() else version or None)
+    return name, (int(version) if version.isascii() and version.isdigit() else version or None)
 
 
 def hyperparameters(options: dict[str, Any]) -> dict[str, Any]:

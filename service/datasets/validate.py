@@ -5,12 +5,14 @@ The order is the defence. First the whole index, from names and declared sizes o
 size and the compression ratios (zip bombs) — nothing is decompressed yet. Then the layout, from names alone:
 class folders, an optional wrapping top folder, hidden and stray files. Only then is each candidate read, one
 at a time, bounded by its declared size, and decoded exactly as the API decodes an upload (``decode_image``).
-Files that are not usable images are skipped with the reason; problems with the dataset as a whole (one
-class, too few images in a class) reject it with every problem listed.
+Files that are not usable images are skipped with the reason (a zip inside the zip is one: it is never opened);
+problems with the dataset as a whole (one class, too few images in a class, class folders that differ only in
+letter case) reject it with every problem listed.
 """
 
 import re
 import stat
+import unicodedata
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -166,8 +168,24 @@ def plan_layout(infos: list[zipfile.ZipInfo]) -> tuple[list[Candidate], list[Ski
     return candidates, skipped
 
 
+def colliding_names(class_names: list[str]) -> list[str]:
+    """Class folders that one case-insensitive (or Unicode-normalizing) filesystem would make one: ``Cat`` and
+    ``cat``, or ``é`` composed and decomposed. Stored as they are, they would merge or clash on macOS and Windows
+    volumes, and training would see one class where the upload meant two."""
+    groups: dict[str, list[str]] = {}
+    for name in class_names:
+        groups.setdefault(unicodedata.normalize("NFC", name).casefold(), []).append(name)
+    return [
+        f"the class folders {' and '.join(shown(name) for name in names)} differ only in letter case (or in how "
+        "their accents are encoded): on a case-insensitive filesystem they are one folder; merge them or rename one"
+        for names in groups.values()
+        if len(names) > 1
+    ]
+
+
 def layout_problems(class_names: list[str]) -> list[str]:
     problems = [problem for name in class_names if (problem := class_name_problem(name))]
+    problems += colliding_names(class_names)
     if not class_names:
         problems.append(
             "no files inside class folders; put each class's images in a folder named after the class "

@@ -141,7 +141,7 @@ class ModelRepository:
             if not known:
                 raise VersionNotFound(name, 0, known)
             return known[-1]
-        if isinstance(reference, int) or reference.isdigit():
+        if isinstance(reference, int) or (reference.isascii() and reference.isdigit()):  # not '¹': int() refuses it
             version = int(reference)
             if version not in known:
                 raise VersionNotFound(name, version, known)

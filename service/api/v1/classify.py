@@ -7,14 +7,22 @@ from litestar import Request, post
 from litestar.params import FromPath, Parameter
 
 from service.api.admission import AdmissionControl
-from service.api.errors import BadRequest
+from service.api.errors import BadRequest, problems
+from service.api.openapi import ClassifyOperation
 from service.api.state import AppState
 from service.api.uploads import images_from_body
 from service.api.v1.schemas import ClassifyResponse, Timings
 from service.inference.classify import classify
 
 
-@post("/v1/models/{name:str}/classify", status_code=200, tags=["classify"], middleware=[AdmissionControl()])
+@post(
+    "/v1/models/{name:str}/classify",
+    status_code=200,
+    tags=["classify"],
+    middleware=[AdmissionControl()],
+    responses=problems(404, 413, 415, 422, 503),
+    operation_class=ClassifyOperation,
+)
 async def classify_images(
     request: Request,
     name: FromPath[str],

@@ -14,7 +14,8 @@ from litestar import Request, delete, get, post
 from litestar.params import FromPath, Parameter
 from multipart import MultipartError, MultipartSegment, PushMultipartParser
 
-from service.api.errors import BadRequest
+from service.api.errors import BadRequest, problems
+from service.api.openapi import DatasetUploadOperation
 from service.api.state import AppState
 from service.api.uploads import parse_header_params
 from service.datasets import ArchiveTooLarge, DatasetInUse, DatasetRecord
@@ -125,7 +126,14 @@ async def authorized(request: Request) -> AppState:
     return state
 
 
-@post("/v1/datasets", status_code=201, tags=["datasets"], request_max_body_size=None)
+@post(
+    "/v1/datasets",
+    status_code=201,
+    tags=["datasets"],
+    request_max_body_size=None,
+    responses=problems(413, 415, 422),
+    operation_class=DatasetUploadOperation,
+)
 async def upload_dataset(request: Request, name: NameQuery = None) -> DatasetRecord:
     """Store a zip of class folders (cat/1.jpg, dog/2.jpg); answers the classes, counts and skipped files."""
     state = await authorized(request)
@@ -135,20 +143,20 @@ async def upload_dataset(request: Request, name: NameQuery = None) -> DatasetRec
         return await asyncio.to_thread(store.save, path, name=name or name_from_file(filename))
 
 
-@get("/v1/datasets", tags=["datasets"])
+@get("/v1/datasets", tags=["datasets"], responses=problems())
 async def list_datasets(request: Request) -> list[DatasetRecord]:
     """Every stored dataset, newest first."""
     store = (await authorized(request)).datasets
     return await asyncio.to_thread(store.records)
 
 
-@get("/v1/datasets/{dataset_id:str}", tags=["datasets"])
+@get("/v1/datasets/{dataset_id:str}", tags=["datasets"], responses=problems(404))
 async def dataset_detail(request: Request, dataset_id: FromPath[str]) -> DatasetRecord:
     store = (await authorized(request)).datasets
     return await asyncio.to_thread(store.get, dataset_id)
 
 
-@delete("/v1/datasets/{dataset_id:str}", status_code=204, tags=["datasets"])
+@delete("/v1/datasets/{dataset_id:str}", status_code=204, tags=["datasets"], responses=problems(404, 409, 503))
 async def delete_dataset(request: Request, dataset_id: FromPath[str]) -> None:
     """Delete a dataset; 409 while a fine-tuning job that has not finished uses it."""
     state = await authorized(request)

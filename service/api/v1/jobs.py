@@ -13,16 +13,18 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, get, post
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from service.api.errors import BadRequest
+from service.api.errors import BadRequest, problems
+from service.api.openapi import EventStreamOperation
 from service.api.state import AppState
 from service.jobs import commands
 from service.jobs.commands import JobRequest
-from service.jobs.errors import InvalidJob, JobStoreUnavailable
+from service.jobs.errors import JobStoreUnavailable
 from service.jobs.record import FINISHED, EventPage, Job, JobPage, JobStatus
 from service.jobs.store import JobStore, job_key, parse_event
 from service.repository import ModelRepository
@@ -58,7 +60,7 @@ async def job_store(request: Request) -> tuple[AppState, JobStore]:
     return state, state.jobs
 
 
-@post("/v1/fine-tuning/jobs", status_code=201, tags=["fine-tuning"])
+@post("/v1/fine-tuning/jobs", status_code=201, tags=["fine-tuning"], responses=problems(404, 413, 422, 503))
 async def submit_job(request: Request, data: JSONBody[JobRequest]) -> Job:
     """Check a job (base model, dataset, hyperparameters) and queue it; 4xx with the reason when it cannot run."""
     state, store = await job_store(request)
@@ -73,7 +75,7 @@ async def submit_job(request: Request, data: JSONBody[JobRequest]) -> Job:
     return job
 
 
-@get("/v1/fine-tuning/jobs", tags=["fine-tuning"])
+@get("/v1/fine-tuning/jobs", tags=["fine-tuning"], responses=problems(503))
 async def list_jobs(
     request: Request,
     cursor: CursorQuery = None,
@@ -87,18 +89,23 @@ async def list_jobs(
     for pair in metadata or []:
         key, sep, value = pair.partition(":")
         if not sep:
-            raise InvalidJob(f"metadata filter {pair!r} is not key:value")
+            raise BadRequest(f"metadata filter {pair[:100]!r} is not key:value")
         wanted[key] = value
     return await asyncio.to_thread(store.page, cursor=cursor, limit=limit, status=status, metadata=wanted)
 
 
-@get("/v1/fine-tuning/jobs/{job_id:str}", tags=["fine-tuning"])
+@get("/v1/fine-tuning/jobs/{job_id:str}", tags=["fine-tuning"], responses=problems(404, 503))
 async def job_detail(request: Request, job_id: FromPath[str]) -> Job:
     _, store = await job_store(request)
     return await asyncio.to_thread(store.get, job_id)
 
 
-@post("/v1/fine-tuning/jobs/{job_id:str}/cancel", status_code=200, tags=["fine-tuning"])
+@post(
+    "/v1/fine-tuning/jobs/{job_id:str}/cancel",
+    status_code=200,
+    tags=["fine-tuning"],
+    responses=problems(404, 409, 503),
+)
 async def cancel_job(request: Request, job_id: FromPath[str]) -> Job:
     """Cancel a job: ``cancelled`` at once when nothing runs yet, else ``cancelling`` until the worker stops
     (within a second or two). 409 for a job that already finished."""
@@ -106,7 +113,16 @@ async def cancel_job(request: Request, job_id: FromPath[str]) -> Job:
     return await asyncio.to_thread(commands.cancel, store, job_id)
 
 
-@get("/v1/fine-tuning/jobs/{job_id:str}/events", tags=["fine-tuning"])
+@get(
+    "/v1/fine-tuning/jobs/{job_id:str}/events",
+    tags=["fine-tuning"],
+    # the return annotation's ServerSentEvent would make the page's schema "EventPage or anything"
+    responses={
+        200: ResponseSpec(EventPage, description="a page of events", generate_examples=False),
+        **problems(404, 503),
+    },
+    operation_class=EventStreamOperation,
+)
 async def job_events(
     request: Request, job_id: FromPath[str], after: AfterQuery = None, limit: LimitQuery = 100
 ) -> EventPage | ServerSentEvent:
@@ -158,14 +174,14 @@ async def status_of(redis: Redis, job_id: str) -> str:
     return "" if raw is None else str(json.loads(raw)["status"])
 
 
-@get("/v1/fine-tuning/jobs/{job_id:str}/metrics", tags=["fine-tuning"])
+@get("/v1/fine-tuning/jobs/{job_id:str}/metrics", tags=["fine-tuning"], responses=problems(404, 503))
 async def job_metrics(request: Request, job_id: FromPath[str]) -> EpochRows:
     """Every trial's per-epoch metrics: losses, accuracies, learning rate, images per second."""
     _, store = await job_store(request)
     return EpochRows(await asyncio.to_thread(store.epochs, job_id))
 
 
-@get("/v1/fine-tuning/jobs/{job_id:str}/checkpoints", tags=["fine-tuning"])
+@get("/v1/fine-tuning/jobs/{job_id:str}/checkpoints", tags=["fine-tuning"], responses=problems(404, 503))
 async def job_checkpoints(request: Request, job_id: FromPath[str]) -> list[Checkpoint]:
     """Each trial's latest checkpoint (saved after every epoch): where a redelivered trial resumes."""
     _, store = await job_store(request)

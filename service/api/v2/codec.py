@@ -145,7 +145,7 @@ def header_length(value: str | None, body_size: int) -> int | None:
     """The JSON header's length from ``Inference-Header-Content-Length`` (None when the header is absent)."""
     if value is None:
         return None
-    if not value.strip().isdigit():
+    if not (value.strip().isascii() and value.strip().isdigit()):  # isdigit alone passes '¹', which int() refuses
         raise InvalidInferRequest(f"{HEADER_LENGTH} must be a non-negative integer, got {value!r}")
     length = int(value)
     if length > body_size:

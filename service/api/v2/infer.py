@@ -15,6 +15,8 @@ from litestar import Request, Response, post
 from litestar.params import FromPath
 
 from service.api.admission import AdmissionControl
+from service.api.errors import v2_errors
+from service.api.openapi import InferOperation
 from service.api.state import AppState
 from service.api.v2.codec import HEADER_LENGTH, InferRequest, decompress, encode_infer_response, parse_infer_request
 from service.api.v2.routes import VersionPath, parse_version, versioned
@@ -28,7 +30,14 @@ def read_request(body: bytes, encoding: str | None, length_header: str | None, m
     return parse_infer_request(decompress(body, encoding, max_bytes), length_header, raw_input=IMAGE_INPUT)
 
 
-@post(versioned("/infer"), status_code=200, tags=["v2"], middleware=[AdmissionControl()])
+@post(
+    versioned("/infer"),
+    status_code=200,
+    tags=["v2"],
+    middleware=[AdmissionControl()],
+    responses=v2_errors(404, 413, 415, 422, 503),
+    operation_class=InferOperation,
+)
 async def infer(request: Request, name: FromPath[str], version: VersionPath = None) -> Response[bytes]:
     """Send ``input`` (FP32 NCHW, preprocessed) or ``image_bytes`` (BYTES, encoded images); get probabilities."""
     started = time.perf_counter()

@@ -10,10 +10,11 @@ from typing import Any
 
 import msgspec
 from litestar import MediaType, Request, Response, get, post
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
 from service.api.auth import Scope
-from service.api.errors import BadRequest
+from service.api.errors import BadRequest, v2_errors
 from service.api.state import AppState
 from service.api.v2 import signature
 from service.inference.errors import InvalidArgument, ModelNotLoaded
@@ -34,7 +35,7 @@ def versioned(path: str) -> list[str]:
 def parse_version(text: str | None) -> int | None:
     if text is None:
         return None
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:  # isdigit alone passes '¹', which int() refuses
         raise InvalidArgument(f"the model version must be a positive integer, got {text!r}")
     return int(text)
 
@@ -70,7 +71,15 @@ async def live() -> dict[str, bool]:
     return {"live": True}
 
 
-@get("/v2/health/ready", tags=["v2"])
+@get(
+    "/v2/health/ready",
+    tags=["v2"],
+    responses={
+        503: ResponseSpec(
+            dict[str, Any], description='not ready yet: {"ready": false, "error": "<why>"}', generate_examples=False
+        )
+    },
+)
 async def ready(request: Request) -> Response[dict[str, Any]]:
     """200 once the default model serves; 503 with the reason until then."""
     is_ready, reason = request.app.state.imgcls.registry.ready()
@@ -78,7 +87,7 @@ async def ready(request: Request) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if is_ready else 503, media_type=MediaType.JSON)
 
 
-@get("/v2", tags=["v2"])
+@get("/v2", tags=["v2"], responses=v2_errors())
 async def server_metadata(request: Request) -> dict[str, Any]:
     await authorized(request, "classify")
     return {"name": "imgcls", "version": code_version(), "extensions": EXTENSIONS}
@@ -87,7 +96,7 @@ async def server_metadata(request: Request) -> dict[str, Any]:
 # ---------------------------------------------------------------- models
 
 
-@get(versioned(""), tags=["v2"])
+@get(versioned(""), tags=["v2"], responses=v2_errors(404, 503))
 async def model_metadata(request: Request, name: FromPath[str], version: VersionPath = None) -> dict[str, Any]:
     """Inputs (``input`` FP32 NCHW or ``image_bytes`` BYTES) and the output ``probabilities``."""
     state = await authorized(request, "classify")
@@ -95,7 +104,16 @@ async def model_metadata(request: Request, name: FromPath[str], version: Version
     return signature.model_metadata(manifest, loaded_versions(state, name) or [manifest.version])
 
 
-@get(versioned("/ready"), tags=["v2"])
+@get(
+    versioned("/ready"),
+    tags=["v2"],
+    responses={
+        **v2_errors(404),
+        503: ResponseSpec(
+            dict[str, Any], description="published but not loaded here, or still loading", generate_examples=False
+        ),
+    },
+)
 async def model_ready(request: Request, name: FromPath[str], version: VersionPath = None) -> Response[dict[str, Any]]:
     """200 when the version (default: the serving one) is loaded here; 503 when not; 404 when unpublished."""
     state = await authorized(request, "classify")
@@ -107,7 +125,7 @@ async def model_ready(request: Request, name: FromPath[str], version: VersionPat
     return Response(body, status_code=200, media_type=MediaType.JSON)
 
 
-@get(versioned("/config"), tags=["v2"])
+@get(versioned("/config"), tags=["v2"], responses=v2_errors(404, 503))
 async def model_config(request: Request, name: FromPath[str], version: VersionPath = None) -> dict[str, Any]:
     state = await authorized(request, "classify")
     manifest = await version_manifest(state, name, parse_version(version))
@@ -154,7 +172,7 @@ def version_parameter(parameters: dict[str, Any]) -> int | None:
     return parse_version(str(version))
 
 
-@post("/v2/repository/index", status_code=200, tags=["v2"])
+@post("/v2/repository/index", status_code=200, tags=["v2"], responses=v2_errors(413))
 async def repository_index(request: Request) -> list[dict[str, str]]:
     """Every published version: READY when loaded here, else UNAVAILABLE with the reason."""
     state = await authorized(request, "admin")
@@ -177,7 +195,12 @@ async def repository_index(request: Request) -> list[dict[str, str]]:
     return entries
 
 
-@post("/v2/repository/models/{name:str}/load", status_code=200, tags=["v2"])
+@post(
+    "/v2/repository/models/{name:str}/load",
+    status_code=200,
+    tags=["v2"],
+    responses=v2_errors(404, 413, 422, 503),
+)
 async def load_model(request: Request, name: FromPath[str]) -> dict[str, Any]:
     """With ``parameters.version``: load and pin that version. Without: make sure the model serves."""
     state = await authorized(request, "admin")
@@ -191,7 +214,12 @@ async def load_model(request: Request, name: FromPath[str]) -> dict[str, Any]:
     return {}
 
 
-@post("/v2/repository/models/{name:str}/unload", status_code=200, tags=["v2"])
+@post(
+    "/v2/repository/models/{name:str}/unload",
+    status_code=200,
+    tags=["v2"],
+    responses=v2_errors(404, 409, 413),
+)
 async def unload_model(request: Request, name: FromPath[str]) -> dict[str, Any]:
     """With ``parameters.version``: that version. Without: every loaded version except the serving one.
 

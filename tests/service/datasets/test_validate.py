@@ -254,3 +254,35 @@ def test_hidden_class_folders_are_skipped_not_classes(tmp_path: Path) -> None:
     report = validate_archive(write_zip(tmp_path / "a.zip", entries), LIMITS)
     assert report.classes == {"cat": 5, "dog": 5}
     assert reasons(report.skipped)[".trash/0.png"] == "hidden or system file"
+
+
+@pytest.mark.parametrize(
+    ("folders", "shown"),
+    [
+        (("Cat", "cat"), "'Cat' and 'cat'"),
+        (("DOG", "Dog", "dog"), "'DOG' and 'Dog' and 'dog'"),
+        (("caf\u00e9", "cafe\u0301"), "'cafe\u0301' and 'caf\u00e9'"),  # e + combining accent, and é composed
+    ],
+)
+def test_class_folders_that_differ_only_in_case_are_rejected(
+    tmp_path: Path, folders: tuple[str, ...], shown: str
+) -> None:
+    """On a case-insensitive (or normalizing) filesystem they are one folder; training would see one class."""
+    entries = [*folder_entries({"owl": 5})]
+    for position, folder in enumerate(folders):
+        entries += [(f"{folder}/{i}.png", image_bytes(100 * position + i)) for i in range(5)]
+    with pytest.raises(DatasetRejected, match="differ only in letter case") as caught:
+        validate_archive(write_zip(tmp_path / "a.zip", entries), LIMITS)
+    assert f"the class folders {shown} differ only in letter case" in str(caught.value)
+    assert len(caught.value.problems) == 1
+
+
+def test_a_zip_inside_the_zip_is_skipped_unopened(tmp_path: Path) -> None:
+    inner = zip_bytes([("../../escaped.png", image_bytes()), *folder_entries({"x": 5, "y": 5})])
+    kept: list[AcceptedImage] = []
+    report = validate_archive(write_zip(tmp_path / "a.zip", [*GOOD, ("cat/more.zip", inner)]), LIMITS, kept.append)
+    assert report.classes == {"cat": 5, "dog": 5}
+    assert reasons(report.skipped) == {
+        "cat/more.zip": "the data is not an image in a known format; send JPEG or PNG or WEBP"
+    }
+    assert sorted(image.path for image in kept) == sorted(name for name, _ in GOOD)
