@@ -7,6 +7,7 @@ from litestar import Request, get, post
 from litestar.params import FromPath, JSONBody, Parameter
 
 from service.api.auth import Scope
+from service.api.errors import problems
 from service.api.state import AppState
 from service.api.v1.schemas import (
     LineageInfo,
@@ -43,7 +44,7 @@ async def authorized(request: Request, scope: Scope) -> AppState:
     return state
 
 
-@get("/v1/models", tags=["models"])
+@get("/v1/models", tags=["models"], responses=problems())
 async def list_models(request: Request) -> list[ModelSummary]:
     """Every model in the repository, with its serving version and the versions this server has loaded."""
     registry = (await authorized(request, "classify")).registry
@@ -51,7 +52,7 @@ async def list_models(request: Request) -> list[ModelSummary]:
     return [summary(registry.model_status(name)) for name in names]
 
 
-@get("/v1/models/{name:str}", tags=["models"])
+@get("/v1/models/{name:str}", tags=["models"], responses=problems(404))
 async def model_detail(request: Request, name: FromPath[str]) -> ModelDetail:
     """Labels, preprocessing, every published version with its metrics and variants, and what is loaded."""
     state = await authorized(request, "classify")
@@ -100,7 +101,12 @@ async def model_detail(request: Request, name: FromPath[str]) -> ModelDetail:
     )
 
 
-@post("/v1/models/{name:str}/versions/{version:int}/load", status_code=200, tags=["admin"])
+@post(
+    "/v1/models/{name:str}/versions/{version:int}/load",
+    status_code=200,
+    tags=["admin"],
+    responses=problems(404, 422, 503),
+)
 async def load_version(
     request: Request, name: FromPath[str], version: FromPath[int], variant: VariantQuery = None
 ) -> LoadedInfo:
@@ -109,7 +115,12 @@ async def load_version(
     return loaded_info(await registry.load(name, version, variant))
 
 
-@post("/v1/models/{name:str}/versions/{version:int}/unload", status_code=200, tags=["admin"])
+@post(
+    "/v1/models/{name:str}/versions/{version:int}/unload",
+    status_code=200,
+    tags=["admin"],
+    responses=problems(404, 409),
+)
 async def unload_version(
     request: Request, name: FromPath[str], version: FromPath[int], variant: VariantQuery = None
 ) -> list[LoadedInfo]:
@@ -118,7 +129,7 @@ async def unload_version(
     return [loaded_info(v) for v in await registry.unload(name, version, variant)]
 
 
-@post("/v1/models/{name:str}/promote", status_code=200, tags=["admin"])
+@post("/v1/models/{name:str}/promote", status_code=200, tags=["admin"], responses=problems(404, 413, 422, 503))
 async def promote_version(request: Request, name: FromPath[str], data: JSONBody[PromoteRequest]) -> ModelSummary:
     """Point an alias (default production) at a version. For production: hot swap, no request fails."""
     state = await authorized(request, "admin")

@@ -94,16 +94,6 @@ OPERATIONS = sorted(
     for method in item
     if method in ("get", "post", "put", "patch", "delete") and path.startswith(("/v1/", "/v2", "/healthz", "/metrics"))
 )
-# service/api/v1/models.py (the web page's work when these tests were written) does not declare its problem
-# answers yet: until it does (``responses=problems(...)`` as the other routes, a patch is in the reliability
-# report), its operations are expected to fail on undocumented 401/404/409 and problem+json 400s.
-AWAITING_DOCS = {
-    ("GET", "/v1/models"),
-    ("GET", "/v1/models/{name}"),
-    ("POST", "/v1/models/{name}/versions/{version}/load"),
-    ("POST", "/v1/models/{name}/versions/{version}/unload"),
-    ("POST", "/v1/models/{name}/promote"),
-}
 
 
 def documents_errors(method: str, path: str) -> bool:
@@ -111,19 +101,7 @@ def documents_errors(method: str, path: str) -> bool:
 
 
 def operation_params() -> list[Any]:
-    return [
-        pytest.param(
-            method,
-            path,
-            id=f"{method} {path}",
-            marks=pytest.mark.xfail(
-                (method, path) in AWAITING_DOCS and not documents_errors(method, path),
-                reason="service/api/v1/models.py does not declare its problem responses yet",
-                strict=False,
-            ),
-        )
-        for method, path in OPERATIONS
-    ]
+    return [pytest.param(method, path, id=f"{method} {path}") for method, path in OPERATIONS]
 
 
 CASES_SENT: Counter[str] = Counter()  # "with key" / "without key" -> requests sent by this module
@@ -264,7 +242,7 @@ def test_every_route_is_in_the_schema_and_documents_its_errors() -> None:
     assert len(routes) >= 31
     assert routes <= set(OPERATIONS)
     undocumented = {(m, p) for m, p in OPERATIONS if p not in UNKEYED and not documents_errors(m, p)}
-    assert undocumented <= AWAITING_DOCS, f"these routes do not declare their problem answers: {undocumented}"
+    assert not undocumented, f"these routes do not declare their problem answers: {undocumented}"
 
 
 # ---------------------------------------------------------------- regressions: what the fuzzing found, fixed
