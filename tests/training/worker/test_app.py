@@ -2,6 +2,7 @@
 and the API answers with the new version; plus cancel, a killed worker, a Redis restart, a queue and a
 sweep. Every part is real (tests/training/worker/conftest.py)."""
 
+import functools
 import io
 import json
 import threading
@@ -34,6 +35,7 @@ def sse_events(url: str, timeout_s: float = 120) -> list[dict[str, Any]]:
     return events
 
 
+@functools.cache
 def sneaker_png() -> bytes:
     test = load_dataset("fashion-mnist", fashion_mnist_dir=FASHION_MNIST)
     index = int((test.test_labels == 7).nonzero()[0])
@@ -161,19 +163,34 @@ def test_redis_restarting_during_a_job_loses_nothing(stack_factory: Callable[...
     assert [j["id"] for j in httpx.get(f"{stack.url}/v1/fine-tuning/jobs").json()["data"]] == [job["id"]]
 
 
-def test_two_jobs_and_one_worker_run_one_after_the_other(
+def test_two_jobs_and_one_worker_run_one_after_the_other_and_auto_promote_swaps(
     stack_factory: Callable[..., Stack], dataset_zip: bytes
 ) -> None:
     stack = stack_factory()
     dataset = stack.upload(dataset_zip)
-    first = stack.submit(dataset, suffix="first")
-    second = stack.submit(dataset, suffix="second")
+    first = stack.submit(dataset, suffix="shoes")
+    second = stack.submit(dataset, suffix="shoes", auto_promote=True, min_accuracy=0.0)
     running = stack.wait(first["id"], lambda j: j["status"] == "running")
     assert running["status"] == "running" and stack.job(second["id"])["status"] == "queued"
 
-    assert stack.finished(first["id"])["status"] == "succeeded"
-    assert stack.finished(second["id"])["status"] == "succeeded"
-    assert sorted(published(stack)) == ["fashion-mnist-first v1", "fashion-mnist-second v1"]
+    assert stack.finished(first["id"])["result"]["version"] == 1  # a new name's first version: production
+    deadline = time.monotonic() + 10
+    while classify_version(stack, "fashion-mnist-shoes") != 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    done = stack.finished(second["id"])
+    assert (done["result"]["version"], done["result"]["promoted"]) == (2, True)
+    assert published(stack) == ["fashion-mnist-shoes v1", "fashion-mnist-shoes v2"]
+    deadline = time.monotonic() + 10  # the running API hot-swaps to the promoted version
+    while classify_version(stack, "fashion-mnist-shoes") != 2:
+        assert time.monotonic() < deadline, "the API did not swap to the promoted version"
+        time.sleep(0.05)
+
+
+def classify_version(stack: Stack, model: str) -> int | None:
+    answer = httpx.post(f"{stack.url}/v1/models/{model}/classify", content=sneaker_png(),
+                        headers={"Content-Type": "image/png"})  # fmt: skip
+    return int(answer.json()["version"]) if answer.status_code == 200 else None
 
 
 def test_a_sweep_of_three_learning_rates_publishes_its_best_trial(
