@@ -68,14 +68,12 @@ def redact(url: str) -> str:
 
 
 def changes(before: Job | None, after: Job) -> list[tuple[str, str, dict[str, Any]]]:
-    """The events that tell what changed between two versions of a job: (type, message, data)."""
+    """The events that tell what changed between two versions of a job (``before`` None: it was just created):
+    (type, message, data)."""
     events: list[tuple[str, str, dict[str, Any]]] = []
-    old_trials = {trial.index: trial for trial in before.trials} if before else {}
-    for trial in after.trials:
-        old = old_trials.get(trial.index)
-        if old is not None and old.status == trial.status:
-            continue
-        if before is None:
+    old_status = {trial.index: trial.status for trial in before.trials} if before else {}
+    for trial in after.trials if before else []:
+        if old_status.get(trial.index) == trial.status:
             continue
         message = f"trial {trial.index} {trial.status}"
         if trial.status == "running":
