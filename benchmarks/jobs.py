@@ -17,6 +17,7 @@ Figures:
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -25,6 +26,8 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -132,28 +135,43 @@ def burst(client: httpx.Client, dataset: str, count: int) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, default=Path("var/benchmarks/finetune"), help="models, data, runs")
-    parser.add_argument("--burst", type=int, default=10, help="jobs submitted at once after the first (0: none)")
-    args = parser.parse_args()
-    root = args.root.resolve()
+@dataclass
+class Run:
+    """A fresh work folder holding a copy of the base only (so every run starts alike), and the dataset."""
+
+    work: Path
+    base_version: int
+    archive: bytes  # the 600-image dataset as a zip
+    sample: bytes  # one PNG of it
+
+
+def prepare(root: Path, name: str) -> Run:
     settings = TrainingSettings(model_root=root / "models", runs_dir=root / "runs")
     base_version, _ = seven_class_base(settings)
     folder = root / "data" / "fmnist-3"
     if not folder.is_dir():
         write_dataset(settings, folder)
-    work = root / "jobs-run"
+    work = root / name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    models = work / "models"  # a copy holding the base only, so every run starts alike
-    shutil.copytree(root / "models" / BASE_NAME, models / BASE_NAME)
+    shutil.copytree(root / "models" / BASE_NAME, work / "models" / BASE_NAME)
     archive = zip_folder(folder, work / "fmnist-3.zip")
-    sample = next((folder / "bag").iterdir()).read_bytes()
+    return Run(work, base_version, archive, next((folder / "bag").iterdir()).read_bytes())
 
-    load_before = load_average()
+
+@dataclass
+class Stack:
+    port: int
+    api: Server
+    worker: Server
+
+
+@contextlib.contextmanager
+def running_stack(work: Path) -> Iterator[Stack]:
+    """A private Redis, ``imgcls serve`` and one ``imgcls worker`` over ``work``/models, each its own
+    process, all ready; every one stopped on exit."""
     redis, redis_url = start_redis(work / "redis")
-    env = {**os.environ, "IMGCLS_MODEL_ROOT": str(models), "IMGCLS_DATA_ROOT": str(work / "data"),
+    env = {**os.environ, "IMGCLS_MODEL_ROOT": str(work / "models"), "IMGCLS_DATA_ROOT": str(work / "data"),
            "IMGCLS_RUNS_DIR": str(work / "runs"), "IMGCLS_REDIS_URL": redis_url}  # fmt: skip
     imgcls = str(Path(sys.executable).parent / "imgcls")
     port = free_port()
@@ -170,28 +188,41 @@ def main() -> None:
             if worker.proc.poll() is not None or time.perf_counter() - worker.launched > 120:
                 raise SystemExit(f"the worker did not start:\n{worker.log_tail()}")
             time.sleep(0.1)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            uploaded = time.perf_counter()
-            dataset = client.post("/v1/datasets", content=archive, headers={"Content-Type": "application/zip"})
-            dataset.raise_for_status()
-            figures: dict[str, Any] = {
-                "base": f"{BASE_NAME} v{base_version}",
-                "dataset": {
-                    "images": dataset.json()["files"],
-                    "zip_bytes": len(archive),
-                    "upload_s": round(time.perf_counter() - uploaded, 2),
-                },
-                "job": one_job(client, dataset.json()["id"], sample),
-            }
-            if args.burst:
-                figures["burst"] = burst(client, dataset.json()["id"], args.burst)
-        figures["load_average_1m"] = [load_before, load_average()]
-        print(json.dumps(figures))
+        yield Stack(port, api, worker)
     finally:
         for server in reversed(servers):
             server.stop()
         redis.terminate()
         redis.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=Path("var/benchmarks/finetune"), help="models, data, runs")
+    parser.add_argument("--burst", type=int, default=10, help="jobs submitted at once after the first (0: none)")
+    args = parser.parse_args()
+    run = prepare(args.root.resolve(), "jobs-run")
+    load_before = load_average()
+    with (
+        running_stack(run.work) as stack,
+        httpx.Client(base_url=f"http://127.0.0.1:{stack.port}", timeout=60) as client,
+    ):
+        uploaded = time.perf_counter()
+        dataset = client.post("/v1/datasets", content=run.archive, headers={"Content-Type": "application/zip"})
+        dataset.raise_for_status()
+        figures: dict[str, Any] = {
+            "base": f"{BASE_NAME} v{run.base_version}",
+            "dataset": {
+                "images": dataset.json()["files"],
+                "zip_bytes": len(run.archive),
+                "upload_s": round(time.perf_counter() - uploaded, 2),
+            },
+            "job": one_job(client, dataset.json()["id"], run.sample),
+        }
+        if args.burst:
+            figures["burst"] = burst(client, dataset.json()["id"], args.burst)
+    figures["load_average_1m"] = [load_before, load_average()]
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -19,8 +19,6 @@ import argparse
 import asyncio
 import base64
 import json
-import os
-import shutil
 import statistics
 import sys
 import time
@@ -29,11 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from finetune import BASE_NAME, seven_class_base, write_dataset
-from jobs import start_redis, zip_folder
-from serve_load_tools import Server, free_port, launch, load_average
-
-from training.settings import TrainingSettings
+from finetune import BASE_NAME
+from jobs import prepare, running_stack
+from serve_load_tools import Server, load_average
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -165,44 +161,14 @@ def main() -> None:
     parser.add_argument("--job-every", type=float, default=30.0, help="seconds between job submissions")
     parser.add_argument("--window", type=float, default=30.0, help="seconds per measurement window")
     args = parser.parse_args()
-    root = args.root.resolve()
-    settings = TrainingSettings(model_root=root / "models", runs_dir=root / "runs")
-    seven_class_base(settings)
-    folder = root / "data" / "fmnist-3"
-    if not folder.is_dir():
-        write_dataset(settings, folder)
-    work = root / "soak-run"
-    shutil.rmtree(work, ignore_errors=True)
-    (work / "models").mkdir(parents=True)
-    shutil.copytree(root / "models" / BASE_NAME, work / "models" / BASE_NAME)
-    archive = zip_folder(folder, work / "fmnist-3.zip")
-    png = next((folder / "bag").iterdir()).read_bytes()
-
-    redis, redis_url = start_redis(work / "redis")
-    env = {**os.environ, "IMGCLS_MODEL_ROOT": str(work / "models"), "IMGCLS_DATA_ROOT": str(work / "data"),
-           "IMGCLS_RUNS_DIR": str(work / "runs"), "IMGCLS_REDIS_URL": redis_url}  # fmt: skip
-    imgcls = str(Path(sys.executable).parent / "imgcls")
-    port = free_port()
-    servers: list[Server] = []
-    try:
-        api = launch("api", [imgcls, "serve", "--no-auth", "--port", str(port)], env, Path.cwd(), work / "api.log",
-                     port=port, path="/", lua=Path())  # fmt: skip
-        servers.append(api)
-        api.wait_ready("/healthz/ready", timeout_s=60)
-        worker = launch("worker", [imgcls, "worker"], env, Path.cwd(), work / "worker.log", port=0, path="",
-                        lua=Path())  # fmt: skip
-        servers.append(worker)
-        dataset = httpx.post(f"http://127.0.0.1:{port}/v1/datasets", content=archive,
+    run = prepare(args.root.resolve(), "soak-run")
+    with running_stack(run.work) as stack:
+        dataset = httpx.post(f"http://127.0.0.1:{stack.port}/v1/datasets", content=run.archive,
                              headers={"Content-Type": "application/zip"}, timeout=60).json()["id"]  # fmt: skip
         load_before = load_average()
-        report = asyncio.run(soak(args, port, api, worker, dataset, png))
+        report = asyncio.run(soak(args, stack.port, stack.api, stack.worker, dataset, run.sample))
         report["load_average_1m"] = [load_before, load_average()]
-        print(json.dumps(report))
-    finally:
-        for server in reversed(servers):
-            server.stop()
-        redis.terminate()
-        redis.wait()
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

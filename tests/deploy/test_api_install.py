@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from tests.redis_server import free_port
 from tests.service.api.conftest import png_bytes
+from tests.service.api.server import wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,16 +39,7 @@ def served(api_venv: Path, trained_repository: Path, tmp_path: Path) -> Iterator
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{url}/healthz/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-            time.sleep(0.1)
+        wait_until_ready(url, process, log=tmp_path / "serve.log")
         yield url
     finally:
         process.terminate()

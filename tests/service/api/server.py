@@ -1,10 +1,14 @@
-"""A real uvicorn server on a free port, in a thread, around an app built by ``create_app``."""
+"""A real uvicorn server on a free port, in a thread, around an app built by ``create_app``; and waiting
+for an ``imgcls serve`` process a test started to become ready."""
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -36,3 +40,19 @@ def running_server(settings: ServiceSettings, *, wait_ready: bool = True) -> Ite
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+def wait_until_ready(url: str, process: subprocess.Popen[Any], *, log: Path | None = None) -> None:
+    """Poll ``url``/healthz/ready until it answers 200 (60 s at most, and only while ``process`` runs)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz/ready").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        running = process.poll() is None
+        assert time.monotonic() < deadline and running, "imgcls serve did not become ready" + (
+            f":\n{log.read_text()}" if log is not None else ""
+        )
+        time.sleep(0.1)

@@ -24,7 +24,6 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from PIL import Image
 
 from service.settings import ServiceSettings
 from tests.redis_server import free_port
-from tests.service.api.server import running_server
+from tests.service.api.server import running_server, wait_until_ready
 from tests.service.imaging.images import encode, png_declaring
 
 MODEL = "fashion-mnist"
@@ -213,15 +212,7 @@ def served(trained_repository: Path, tmp_path_factory: pytest.TempPathFactory) -
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, "imgcls serve did not become ready"
-            time.sleep(0.1)
+        wait_until_ready(url, process)
         yield Served(url, process.pid, rss_mb(process.pid))  # one worker: uvicorn serves in this very process
     finally:
         process.send_signal(signal.SIGTERM)

@@ -37,7 +37,7 @@ from service.api.app import create_app
 from service.api.auth import key_hash, new_key
 from service.settings import ApiKey, ServiceSettings
 from tests.redis_server import free_port
-from tests.service.api.server import running_server
+from tests.service.api.server import running_server, wait_until_ready
 from tests.service.datasets.zips import folder_entries, zip_bytes
 
 KEYS = {  # key -> the scopes it holds
@@ -288,15 +288,7 @@ def test_keys_never_appear_in_the_log_of_imgcls_serve(model_root: Path) -> None:
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, "imgcls serve did not become ready"
-            time.sleep(0.1)
+        wait_until_ready(url, process)
         answers = requests_with_keys(url)
     finally:
         process.send_signal(signal.SIGTERM)

@@ -2,12 +2,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from tests.redis_server import free_port
+from tests.service.api.server import wait_until_ready
 
 
 def test_serve_runs_the_service_until_terminated(model_root: Path) -> None:
@@ -17,15 +17,7 @@ def test_serve_runs_the_service_until_terminated(model_root: Path) -> None:
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, "imgcls serve did not become ready"
-            time.sleep(0.1)
+        wait_until_ready(url, process)
         metrics = httpx.get(f"{url}/metrics")
         assert metrics.status_code == 200
         assert "imgcls_model_info" in metrics.text  # aggregated over both worker processes
