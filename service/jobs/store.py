@@ -50,6 +50,10 @@ def job_key(job_id: str) -> str:
     return f"{PREFIX}{job_id}"
 
 
+def events_key(job_id: str) -> str:
+    return f"{PREFIX}{job_id}:events"
+
+
 @contextlib.contextmanager
 def talking_to_redis(url: str) -> Iterator[None]:
     try:
@@ -167,7 +171,7 @@ class JobStore:
         """Remove a job whose submission failed before it was queued (nothing was accepted)."""
         with talking_to_redis(self.url):
             pipe = self.client.pipeline()
-            pipe.delete(job_key(job_id), f"{job_key(job_id)}:events")
+            pipe.delete(job_key(job_id), events_key(job_id))
             pipe.zrem(INDEX, job_id)
             pipe.srem(ACTIVE, job_id)
             pipe.execute()
@@ -219,7 +223,7 @@ class JobStore:
     @staticmethod
     def _event(pipe: Any, job_id: str, kind: str, message: str, data: Mapping[str, Any]) -> None:
         fields = {"created_at": now(), "type": kind, "message": message, "data": json.dumps(data)}
-        pipe.xadd(f"{job_key(job_id)}:events", fields, maxlen=EVENTS_KEPT, approximate=True)
+        pipe.xadd(events_key(job_id), fields, maxlen=EVENTS_KEPT, approximate=True)
 
     def add_event(self, job_id: str, kind: str, message: str, data: Mapping[str, Any] | None = None) -> None:
         with talking_to_redis(self.url):
@@ -236,7 +240,7 @@ class JobStore:
     def events(self, job_id: str, *, after: str | None, limit: int) -> EventPage:
         job = self.get(job_id)
         with talking_to_redis(self.url):
-            entries = self.client.xrange(f"{job_key(job_id)}:events", f"({after}" if after else "-", "+", count=limit)
+            entries = self.client.xrange(events_key(job_id), f"({after}" if after else "-", "+", count=limit)
         events = [parse_event(entry_id, fields) for entry_id, fields in entries]
         return EventPage(events, events[-1].id if events else after, job.finished and len(events) < limit)
 

@@ -25,8 +25,8 @@ from service.api.state import AppState
 from service.jobs import commands
 from service.jobs.commands import JobRequest
 from service.jobs.errors import JobStoreUnavailable
-from service.jobs.record import FINISHED, EventPage, Job, JobPage, JobStatus
-from service.jobs.store import JobStore, job_key, parse_event
+from service.jobs.record import FINISHED, EventPage, Job, JobPage, JobStatus, decode
+from service.jobs.store import JobStore, events_key, job_key, parse_event
 from service.repository import ModelRepository
 
 BLOCK_MS = 2_000  # one wait for new events; under redis-py's 5 s socket timeout
@@ -143,7 +143,7 @@ async def job_events(
 
 async def stream_events(redis: Redis, job: Job, after: str | None) -> AsyncIterator[ServerSentEventMessage]:
     """Events as they are added; a comment every KEEPALIVE_S keeps proxies from closing an idle stream."""
-    key, last = f"{job_key(job.id)}:events", after or "0-0"
+    key, last = events_key(job.id), after or "0-0"
     finished, quiet_since = job.finished, time.monotonic()
     try:
         while True:
@@ -170,8 +170,8 @@ async def stream_events(redis: Redis, job: Job, after: str | None) -> AsyncItera
 
 
 async def status_of(redis: Redis, job_id: str) -> str:
-    raw = await redis.get(job_key(job_id))
-    return "" if raw is None else str(json.loads(raw)["status"])
+    raw: Any = await redis.get(job_key(job_id))  # bytes: the client does not decode responses
+    return "" if raw is None else decode(raw).status
 
 
 @get("/v1/fine-tuning/jobs/{job_id:str}/metrics", tags=["fine-tuning"], responses=problems(404, 503))
