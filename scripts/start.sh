@@ -14,6 +14,6 @@ fi
 # Local use: no API keys. Every deploy configuration (deploy/) turns auth on.
 host=${IMGCLS_HOST:-127.0.0.1}
 port=${IMGCLS_PORT:-8000}
-echo "==> serving at http://$host:$port (API docs: http://$host:$port/schema; stop with Ctrl+C)"
+echo "==> serving at http://$host:$port (web page: http://$host:$port/ui; API docs: http://$host:$port/schema; stop with Ctrl+C)"
 echo "    try: curl -F images=@some.png http://$host:$port/v1/models/fashion-mnist/classify"
 exec .venv/bin/imgcls serve --no-auth --model-root "$model_root" --host "$host" --port "$port"
