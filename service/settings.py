@@ -70,6 +70,7 @@ class ServiceSettings(JobSettings):
     max_batch_size: int = Field(default=32, ge=1)  # images per onnxruntime call
     max_queue_delay_ms: float = Field(default=0.0, ge=0)  # extra wait to fill a batch once the runtime is free
     max_queue_size: int = Field(default=256, ge=1)  # images waiting per version; beyond it: 503 with Retry-After
+    inline_compute_ms: float = Field(default=5.0, ge=0)  # batches expected to take this long run on the event loop
     max_concurrent_requests: int = Field(default=32, ge=1)  # inference requests per process; beyond: 503
     refusal_delay_ms: float = Field(default=100.0, ge=0)  # hold such a 503 this long: paces clients that retry at once
 

@@ -240,6 +240,7 @@ class ModelRegistry:
             max_batch_size=self.settings.max_batch_size,
             max_queue_size=self.settings.max_queue_size,
             max_queue_delay_s=self.settings.max_queue_delay_ms / 1000,
+            inline_compute_s=self.settings.inline_compute_ms / 1000,
         )
         loaded = LoadedVersion(manifest.name, manifest.version, variant, manifest, runtime, batcher, pinned=pinned)
         if (report := self._on_batch) is not None:

@@ -7,6 +7,7 @@ from litestar import Request, post
 from litestar.params import FromPath, Parameter
 
 from service.api.admission import AdmissionControl
+from service.api.answers import JsonAnswer, ok
 from service.api.errors import BadRequest, problems
 from service.api.openapi import ClassifyOperation
 from service.api.state import AppState
@@ -20,7 +21,7 @@ from service.inference.classify import classify
     status_code=200,
     tags=["classify"],
     middleware=[AdmissionControl()],
-    responses=problems(404, 413, 415, 422, 503),
+    responses=ok(ClassifyResponse, "top-k labels per image, in request order") | problems(404, 413, 415, 422, 503),
     operation_class=ClassifyOperation,
 )
 async def classify_images(
@@ -30,7 +31,7 @@ async def classify_images(
     version: Annotated[int | None, Parameter(ge=1, description="a loaded version number")] = None,
     alias: Annotated[str | None, Parameter(description="an alias such as production or staging")] = None,
     variant: Annotated[str | None, Parameter(description="fp32 or a quantized variant such as int8")] = None,
-) -> ClassifyResponse:
+) -> JsonAnswer:
     """Classify images sent as multipart field `images`, a raw image/* body, or JSON {"images": [base64]}."""
     started = time.perf_counter()
     state: AppState = request.app.state.imgcls
@@ -50,16 +51,18 @@ async def classify_images(
         )
     total_s = time.perf_counter() - started
     state.observe_classification(loaded, answer, total_s, endpoint="v1_classify")
-    return ClassifyResponse(
-        model=loaded.name,
-        version=loaded.version,
-        variant=loaded.variant,
-        results=answer.results,
-        timings=Timings(
-            decode_ms=answer.decode_s * 1000,
-            queue_ms=answer.queue_s * 1000,
-            compute_ms=answer.compute_s * 1000,
-            total_ms=total_s * 1000,
-            batch_size=answer.batch_size,
-        ),
+    return JsonAnswer(
+        ClassifyResponse(
+            model=loaded.name,
+            version=loaded.version,
+            variant=loaded.variant,
+            results=answer.results,
+            timings=Timings(
+                decode_ms=answer.decode_s * 1000,
+                queue_ms=answer.queue_s * 1000,
+                compute_ms=answer.compute_s * 1000,
+                total_ms=total_s * 1000,
+                batch_size=answer.batch_size,
+            ),
+        )
     )

@@ -14,6 +14,7 @@ import httpx
 import uvicorn
 
 from service.api.app import create_app
+from service.api.protocol import OneWriteHttpToolsProtocol
 from service.settings import ServiceSettings
 
 
@@ -23,7 +24,8 @@ def running_server(settings: ServiceSettings, *, wait_ready: bool = True) -> Ite
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", loop="uvloop"))
+    config = uvicorn.Config(create_app(settings), log_level="warning", loop="uvloop", http=OneWriteHttpToolsProtocol)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

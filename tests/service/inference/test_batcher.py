@@ -1,5 +1,6 @@
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -115,4 +116,50 @@ async def test_abandoned_requests_are_not_computed() -> None:
     await asyncio.gather(running, kept)
     assert model.batches == [1, 1]
     assert batcher.queued_images == 0
+    await batcher.close()
+
+
+class ThreadRecordingModel:
+    """Takes ``seconds_per_image`` per image and records which thread ran each batch."""
+
+    def __init__(self, seconds_per_image: float) -> None:
+        self.seconds_per_image = seconds_per_image
+        self.threads: list[int] = []
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.threads.append(threading.get_ident())
+        time.sleep(self.seconds_per_image * len(batch))
+        return batch.reshape(len(batch), -1)[:, :2]
+
+
+async def test_short_batches_run_on_the_event_loop_once_one_was_measured() -> None:
+    model = ThreadRecordingModel(0.0002)
+    batcher = Batcher(model, name="t", max_batch_size=8, max_queue_size=100, inline_compute_s=0.005)
+    batcher.start()
+    for value in range(3):
+        await batcher.submit(images(1, value))
+    loop_thread = threading.get_ident()
+    assert model.threads[0] != loop_thread  # nothing measured yet: the worker thread, whatever the model
+    assert model.threads[1:] == [loop_thread, loop_thread]
+    await batcher.close()
+
+
+async def test_batches_expected_to_take_longer_than_the_inline_bound_stay_in_the_worker_thread() -> None:
+    model = ThreadRecordingModel(0.01)  # 10 ms per image: a large model on a CPU
+    batcher = Batcher(model, name="t", max_batch_size=8, max_queue_size=100, inline_compute_s=0.005)
+    batcher.start()
+    ticks = 0
+
+    async def count_ticks() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.001)
+            ticks += 1
+
+    ticker = asyncio.create_task(count_ticks())
+    for value in range(3):
+        await batcher.submit(images(1, value))
+    ticker.cancel()
+    assert threading.get_ident() not in model.threads
+    assert ticks >= 10  # the event loop kept running during 30 ms of compute
     await batcher.close()
