@@ -18,6 +18,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from service.tally import Tally
+
 if TYPE_CHECKING:
     from service.inference.loaded import LoadedVersion
 
@@ -38,6 +40,7 @@ class Metrics:
     def __init__(self) -> None:
         disable_created_metrics()  # the *_created series would double the exposition for no use here
         self.registry = CollectorRegistry()
+        self.tally = Tally()  # per-request and per-batch observations, written in bulk (service/tally.py)
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.request_seconds = Histogram(
@@ -61,8 +64,9 @@ class Metrics:
         )
         self.rejects = Counter("imgcls_rejects", "Requests refused, by reason.", ["reason"], registry=r)
         self.in_flight = Gauge(
-            "imgcls_in_flight_requests", "Requests being handled.", registry=r, multiprocess_mode="livesum"
-        )
+            "imgcls_in_flight_requests", "Inference requests being handled (sampled every second).",
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
         self.model_info = Gauge(
             "imgcls_model_info", "1 for each loaded version.", ["model", "version", "variant", "provider"],
             registry=r, multiprocess_mode="livemax",
@@ -102,8 +106,13 @@ class Metrics:
         return series
 
     def observe_batch(self, loaded: "LoadedVersion", size: int, seconds: float) -> None:
-        self.child(self.compute_seconds, loaded.name).observe(seconds)
-        self.child(self.batch_size, loaded.name).observe(size)
+        self.tally.observe(self.child(self.compute_seconds, loaded.name), seconds)
+        self.tally.observe(self.child(self.batch_size, loaded.name), size)
+
+    def flush(self, in_flight: int) -> None:
+        """Write the tally, and the number of inference requests in flight in this process now."""
+        self.tally.flush()
+        self.in_flight.set(in_flight)
 
     def observe_load(self, loaded: "LoadedVersion", present: bool) -> None:
         labels = (loaded.name, str(loaded.version), loaded.variant, loaded.runtime.provider)
@@ -113,6 +122,7 @@ class Metrics:
             self.model_info.remove(*labels)
 
     def exposition(self) -> bytes:
+        """The Prometheus text of every process (flush this one's tally first)."""
         if multiprocess_enabled():
             merged = CollectorRegistry()
             multiprocess.MultiProcessCollector(merged)

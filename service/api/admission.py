@@ -54,10 +54,8 @@ class AdmissionControl(ASGIMiddleware):
             await send(start)
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return
-        admission.in_flight += 1
-        state.metrics.in_flight.inc()
+        admission.in_flight += 1  # the in-flight gauge reads it when metrics are flushed
         try:
             await next_app(scope, receive, send)
         finally:
             admission.in_flight -= 1
-            state.metrics.in_flight.dec()

@@ -53,4 +53,5 @@ async def redis_status(redis: Redis) -> str:
 @get("/metrics", tags=["health"], media_type="text/plain; version=0.0.4; charset=utf-8")
 async def metrics(request: Request) -> bytes:
     state: AppState = request.app.state.imgcls
+    state.flush_metrics()
     return state.metrics.exposition()

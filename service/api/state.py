@@ -41,12 +41,16 @@ class AppState:
         self, loaded: LoadedVersion, answer: Classification, total_s: float, *, endpoint: str
     ) -> None:
         m = self.metrics
+        tally = m.tally
         name, version = loaded.name, str(loaded.version)
-        m.child(m.request_seconds, endpoint, name).observe(total_s)
-        m.child(m.queue_seconds, name).observe(answer.queue_s)
-        m.decode_seconds.observe(answer.decode_s / len(answer.results))
+        tally.observe(m.child(m.request_seconds, endpoint, name), total_s)
+        tally.observe(m.child(m.queue_seconds, name), answer.queue_s)
+        tally.observe(m.decode_seconds, answer.decode_s / len(answer.results))
         confidence = m.child(m.confidence, name, version)
         for result in answer.results:
             best = result.top[0]
-            m.child(m.predictions, name, version, best.label).inc()
-            confidence.observe(best.probability)
+            tally.count(m.child(m.predictions, name, version, best.label))
+            tally.observe(confidence, best.probability)
+
+    def flush_metrics(self) -> None:
+        self.metrics.flush(in_flight=self.admission.in_flight)

@@ -1,12 +1,15 @@
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 
 from tests.redis_server import free_port
+from tests.service.api.conftest import png_bytes
 from tests.service.api.server import wait_until_ready
 
 
@@ -21,12 +24,26 @@ def test_serve_runs_the_service_until_terminated(model_root: Path) -> None:
         metrics = httpx.get(f"{url}/metrics")
         assert metrics.status_code == 200
         assert "imgcls_model_info" in metrics.text  # aggregated over both worker processes
+        for seed in range(8):  # a new connection each: both workers get some
+            answer = httpx.post(f"{url}/v1/models/fashion-mnist/classify", files={"images": png_bytes(seed)})
+            assert answer.status_code == 200
+        assert predictions_counted(url, expected=8)  # each worker's tally reaches /metrics within a second
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     assert f"at {url}" in output
     assert "auth OFF" in output
+
+
+def predictions_counted(url: str, *, expected: int) -> bool:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        text = httpx.get(f"{url}/metrics").text
+        if sum(float(n) for n in re.findall(r"^imgcls_predictions_total\{.*\} (\S+)$", text, re.M)) == expected:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def test_serve_refuses_auth_without_keys(model_root: Path) -> None:
