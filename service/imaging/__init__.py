@@ -1,6 +1,7 @@
 """Uploaded bytes -> network input: defensive decoding, then training's eval transform in numpy.
 
-``decode_image(data, limits)`` once per upload, then ``preprocess(image, manifest.preprocessing)``.
+``decode_into(data, limits, manifest.preprocessing, out)`` per upload: ``decode_image`` then
+``preprocess_into``, or the plain-PNG path that gives the same numbers faster.
 """
 
 from service.imaging.decode import CONVERTIBLE_MODES, DecodeLimits, decode_image
@@ -13,6 +14,7 @@ from service.imaging.errors import (
     UnsupportedImageFormat,
 )
 from service.imaging.preprocess import MAX_RESIZED_PIXELS, preprocess, preprocess_into, resized_size
+from service.imaging.upload import decode_into
 
 __all__ = [
     "CONVERTIBLE_MODES",
@@ -25,6 +27,7 @@ __all__ = [
     "ImageTooSmall",
     "UnsupportedImageFormat",
     "decode_image",
+    "decode_into",
     "preprocess",
     "preprocess_into",
     "resized_size",

@@ -79,12 +79,20 @@ def preprocess_into(image: Image.Image, preprocessing: Preprocessing, out: np.nd
             f"{crop_w}x{crop_h}; send an image at least that large"
         )
     if image.size != (crop_w, crop_h):
-        top = round((image.height - crop_h) / 2.0)
-        left = round((image.width - crop_w) / 2.0)
+        left, top = crop_origin(image.width, image.height, preprocessing.input_size)
         image = image.crop((left, top, left + crop_w, top + crop_h))
-
     # frombuffer over tobytes: the same bytes as np.asarray(image) at half the cost for small images.
-    pixels = np.frombuffer(image.tobytes(), dtype=np.uint8).reshape(crop_h, crop_w, -1)  # (H, W, C)
+    normalize_into(np.frombuffer(image.tobytes(), dtype=np.uint8).reshape(crop_h, crop_w, -1), preprocessing, out)
+
+
+def crop_origin(width: int, height: int, input_size: tuple[int, int]) -> tuple[int, int]:
+    """(left, top) of the center crop to ``input_size`` (H, W): ``round((size - crop) / 2.0)``, as training."""
+    crop_h, crop_w = input_size
+    return round((width - crop_w) / 2.0), round((height - crop_h) / 2.0)
+
+
+def normalize_into(pixels: np.ndarray, preprocessing: Preprocessing, out: np.ndarray) -> None:
+    """uint8 (H, W, C) pixels, already cropped to the input size -> ``(x / 255 - mean) / std`` into ``out``."""
     # Channel planes first (a copy only for RGB): float arithmetic then runs over contiguous memory.
     planes = np.ascontiguousarray(pixels.transpose(2, 0, 1))  # uint8 (C, H, W)
     mean, std = _channel_stats(preprocessing.mean, preprocessing.std)

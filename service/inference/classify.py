@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import msgspec
 import numpy as np
 
-from service.imaging import DecodeLimits, ImageError, decode_image, preprocess_into
+from service.imaging import DecodeLimits, ImageError, decode_into
 from service.inference.errors import InvalidArgument
 from service.inference.loaded import LoadedVersion
 from service.repository import Preprocessing
@@ -44,7 +44,7 @@ def prepare(encoded: list[bytes], preprocessing: Preprocessing, limits: DecodeLi
     batch = np.empty((len(encoded), preprocessing.channels, height, width), dtype=np.float32)
     for position, data in enumerate(encoded):
         try:
-            preprocess_into(decode_image(data, limits), preprocessing, batch[position])
+            decode_into(data, limits, preprocessing, batch[position])
         except ImageError as error:
             if len(encoded) == 1:
                 raise

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.imaging import DecodeLimits, ImageError, decode_image, preprocess_into
+from service.imaging import DecodeLimits, ImageError, decode_into
 from service.inference.classify import ImageResult, top_k_results
 from service.inference.loaded import calibrated_probabilities, model_file
 from service.inference.providers import choose_providers, default_threads
@@ -54,7 +54,7 @@ def classify_files(
         errors: dict[int, str] = {}
         for position, path in enumerate(chunk):
             try:
-                preprocess_into(decode_image(path.read_bytes(), limits), manifest.preprocessing, batch[len(good)])
+                decode_into(path.read_bytes(), limits, manifest.preprocessing, batch[len(good)])
                 good.append(position)
             except (ImageError, OSError) as error:
                 errors[position] = f"{type(error).__name__}: {error}"
