@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.tally import FLUSH_INTERVAL_S
+
 BOUNDARY = "----imgclsbench7d3f"  # as in the lua scripts
 QUIET_LOAD = 0.5  # 1-minute load average above which the figures are not worth keeping
 OTHERS_TOLERATED = 0.1  # cores used by other processes during a run, above which the run is flagged
@@ -374,6 +376,8 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def scrape(server: Server) -> Samples:
+    """Every series of /metrics, after waiting out the flush of the other workers' tallies (service/tally.py)."""
+    time.sleep(FLUSH_INTERVAL_S + 0.2)
     status, _, body = http_request(server.port, "GET", "/metrics")
     if status != 200:
         raise SystemExit(f"GET /metrics answered {status}")

@@ -13,6 +13,8 @@ from bisect import bisect_left
 from collections import Counter, defaultdict
 from typing import Any
 
+FLUSH_INTERVAL_S = 1.0  # the API's flush loop; /metrics flushes its own process as well
+
 
 def observe_many(histogram: Any, values: list[float]) -> None:
     """``histogram.observe(v)`` for every value, in one write per bucket touched and one for the sum.

@@ -36,11 +36,10 @@ from service.jobs.store import JobStore
 from service.metrics import Metrics
 from service.repository import ModelRepository
 from service.settings import ServiceSettings
+from service.tally import FLUSH_INTERVAL_S
 from service.version import code_version
 
 log = logging.getLogger(__name__)
-
-METRICS_FLUSH_S = 1.0  # hot-path metrics reach prometheus_client this often (service/tally.py)
 
 
 def quiet_garbage_collector() -> None:
@@ -98,7 +97,7 @@ def create_app(settings: ServiceSettings | None = None) -> Litestar:
 
     async def flush_metrics_every_second() -> None:
         while True:
-            await asyncio.sleep(METRICS_FLUSH_S)
+            await asyncio.sleep(FLUSH_INTERVAL_S)
             state.flush_metrics()
 
     @contextlib.asynccontextmanager
