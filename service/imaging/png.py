@@ -2,12 +2,12 @@
 
 PIL's PNG reader is mostly Python (chunk parsing, CRC checks, decoder set-up): for a small upload it
 was the largest single cost of a classify request, and this path raised the small model's requests per
-second by about 15 % (docs/benchmarks.md). It is taken only where its pixels are certain to be PIL's:
+second by about 19 % (docs/benchmarks.md). It is taken only where its pixels are certain to be PIL's:
 PNG is lossless, and the samples of an 8-bit grayscale or truecolour file are exactly the pixels PIL
 decodes, with no conversion in between. So the bytes must show, before anything is decoded:
 
-- IHDR first, every chunk whole with a correct CRC (libspng skips CRCs as pyspng calls it; PIL refuses
-  a bad one), and IEND last, with nothing after it;
+- IHDR first, every chunk whole with a correct CRC (libspng skips CRCs as pyspng calls it), and IEND
+  last, with nothing after it;
 - no chunk but IHDR, IDAT, IEND and the colour-space and size notes PIL does not apply to pixels (gAMA,
   cHRM, sRGB, pHYs): no palette or transparency, no text, eXIf or XMP that could carry an EXIF
   orientation, no animation;

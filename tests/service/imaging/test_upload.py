@@ -70,10 +70,10 @@ def _png(mode: str, **params: object) -> bytes:
     return encode(noise(mode, (28, 28)), "PNG", **params)
 
 
-def _bad_idat_crc() -> bytes:
-    data = bytearray(_png("L"))
-    data[-20] ^= 0xFF  # the last byte of IDAT's CRC
-    return bytes(data)
+def _flipped(data: bytes, position: int) -> bytes:
+    changed = bytearray(data)
+    changed[position] ^= 0xFF
+    return bytes(changed)
 
 
 def _text() -> bytes:
@@ -98,7 +98,8 @@ NOT_PLAIN = {
     "a text chunk": (_text(), GRAY, LIMITS),
     "an EXIF orientation": (_exif_rotated(), GRAY, LIMITS),
     "an unknown chunk": (with_chunk_before_iend(_png("L"), b"prVt", b"data"), GRAY, LIMITS),
-    "a bad CRC": (_bad_idat_crc(), GRAY, LIMITS),
+    "a bad IDAT CRC": (_flipped(_png("L"), -13), GRAY, LIMITS),  # PIL does not check it: it decodes the file
+    "a corrupt IDAT": (_flipped(_png("L"), -20), GRAY, LIMITS),  # PIL refuses the broken zlib stream
     "truncated": (_png("L")[:-30], GRAY, LIMITS),
     "bytes after IEND": (_png("L") + b"junk", GRAY, LIMITS),
     "needs a resize": (_png("L"), RESIZED, LIMITS),
