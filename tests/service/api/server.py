@@ -19,13 +19,15 @@ from service.settings import ServiceSettings
 
 
 @contextmanager
-def running_server(settings: ServiceSettings, *, wait_ready: bool = True) -> Iterator[str]:
-    """Serve ``create_app(settings)``; yield the base URL once it is ready (or merely listening)."""
+def running_server(settings: ServiceSettings, *, wait_ready: bool = True, **uvicorn_options: Any) -> Iterator[str]:
+    """Serve ``create_app(settings)``; yield the base URL once it is ready (or merely listening).
+
+    ``uvicorn_options`` override the defaults below (as ``imgcls serve`` runs it, quieter)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = uvicorn.Config(create_app(settings), log_level="warning", loop="uvloop", http=OneWriteHttpToolsProtocol)
-    server = uvicorn.Server(config)
+    options = {"log_level": "warning", "loop": "uvloop", "http": OneWriteHttpToolsProtocol} | uvicorn_options
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

@@ -20,10 +20,8 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +29,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from service.api.app import create_app
 from service.api.auth import key_hash, new_key
@@ -179,25 +176,10 @@ def test_public_routes_need_no_key(keyed_server: str) -> None:
 
 @contextmanager
 def debug_logged_server(settings: ServiceSettings) -> Iterator[str]:
-    """Like ``running_server``, with uvicorn at DEBUG, its access log on, and its loggers propagating to the root
+    """``running_server`` with uvicorn at DEBUG, its access log on, and its loggers propagating to the root
     logger (no logging config of its own), so ``caplog`` sees every line."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = uvicorn.Config(create_app(settings), log_level="debug", access_log=True, log_config=None, loop="uvloop")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+    with running_server(settings, wait_ready=False, log_level="debug", access_log=True, log_config=None) as url:
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
 
 
 def requests_with_keys(url: str) -> list[httpx.Response]:
