@@ -122,7 +122,7 @@ class Metrics:
             self.model_info.remove(*labels)
 
     def exposition(self) -> bytes:
-        """The Prometheus text of every process (flush this one's tally first)."""
+        """The Prometheus text of every process; /metrics flushes this one's tally first (AppState.flush_metrics)."""
         if multiprocess_enabled():
             merged = CollectorRegistry()
             multiprocess.MultiProcessCollector(merged)

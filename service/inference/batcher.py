@@ -10,7 +10,7 @@ Where a batch runs depends on how long it is expected to take (the running time 
 images). Up to ``inline_compute_s`` it runs on the event loop thread itself: a small model's batch takes
 about a millisecond, less than handing it to a thread and back costs in wake-ups and GIL hand-offs, and
 the requests that arrive meanwhile wait in the sockets and form the next batch (measured on 2 cores:
-about 10 % more requests per second and a lower p99 for the Fashion-MNIST model, docs/benchmarks.md).
+12 % more requests per second and a lower p99 for the Fashion-MNIST model, docs/benchmarks.md).
 A longer batch runs in the version's worker thread (onnxruntime releases the GIL), so a large model never
 stalls the event loop.
 """
