@@ -7,8 +7,8 @@ The base is the default recipe's ``cnn`` (``imgcls train`` defaults) trained on 
 not ``sneaker``, ``bag`` and ``ankle-boot``, published as ``fashion-mnist-7`` under ``--root``; a later
 run reuses it (training it takes about two minutes on two cores). The new dataset is 200 images of each
 of those three classes from the Fashion-MNIST training set, written as 28x28 PNG files into an
-ImageFolder tree, as an upload would store them. Then ``training.finetune.fine_tune`` runs as the worker
-calls it, in a process that has torch loaded already.
+ImageFolder tree, as an upload would store them. Then ``training.finetune.fine_tune`` runs the steps the
+worker runs, in a process that has torch loaded already.
 
 Figures: the fine-tune's wall time (decode, train, calibrate, test, export with its parity check,
 publish), the time until the published ONNX answers one image through the service's preprocessing,
@@ -34,9 +34,10 @@ from PIL import Image
 from service.imaging import preprocess
 from service.jobs.hyperparameters import build_finetune_config
 from service.repository import Manifest, ModelNotFound, ModelRepository
+from service.repository.run_folder import TrialFolder
 from training.config import TrainConfig
 from training.data import FASHION_MNIST_LABELS, DatasetBundle, load_dataset
-from training.finetune import fine_tune
+from training.finetune import FineTuneJob, fine_tune
 from training.settings import TrainingSettings
 from training.train import run
 
@@ -115,10 +116,16 @@ def main() -> None:
 
     job_id = f"bench-{uuid.uuid4().hex[:12]}"
     started = time.perf_counter()
-    result = fine_tune(
-        base=BASE_NAME, base_version=base_version, dataset_dir=folder, dataset_id=None, dataset_sha256=None,
-        job_id=job_id, config=config, output_dir=settings.runs_dir / job_id, settings=settings,
-    )  # fmt: skip
+    job = FineTuneJob(
+        job_id=job_id,
+        base=BASE_NAME,
+        base_version=base_version,
+        dataset_dir=folder,
+        dataset_id=None,
+        dataset_sha256=None,
+        config=config,
+    )
+    result = fine_tune(job, TrialFolder(settings.runs_dir / job_id), settings)
     tuned = time.perf_counter() - started
     assert result.published is not None
     sample = next((folder / "bag").iterdir()).read_bytes()

@@ -5,13 +5,13 @@ A checkpoint is a dict of plain types and tensors, so it loads with ``torch.load
 interrupted save never leaves half a checkpoint behind.
 """
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from service.files import replacing
 from service.version import code_version
 from training.errors import CheckpointError
 
@@ -48,10 +48,8 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         "best_epoch": checkpoint.best_epoch,
         "code_version": checkpoint.code_version or code_version(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.partial")
-    torch.save(payload, staging)
-    os.replace(staging, path)
+    with replacing(path) as staging:
+        torch.save(payload, staging)
 
 
 def load_checkpoint(path: Path) -> Checkpoint:

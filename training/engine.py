@@ -80,9 +80,16 @@ def train_one_epoch(
     for step, (inputs, targets) in enumerate(bar):
         step_rates.append(float(optimizer.param_groups[0]["lr"]))
         logits, loss = update_parameters(
-            model, inputs, targets, optimizer, loss_fn=loss_fn, device=device, amp=amp, grad_clip=grad_clip,
+            model,
+            inputs,
+            targets,
+            optimizer,
+            loss_fn=loss_fn,
+            device=device,
+            amp=amp,
+            grad_clip=grad_clip,
             use_closure=use_closure,
-        )  # fmt: skip
+        )
         scheduler.step()
         batch_loss = float(loss)
         if not math.isfinite(batch_loss):

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from service.repository import VersionRef
+from service.repository.run_folder import ExportCheck, FinishedRun, RunFolder, SkippedFile
 from service.version import code_version
 from training.assemble import uses_channels_last
 from training.batches import EVAL_BATCH_SIZE, eval_batches
@@ -23,14 +24,14 @@ from training.config import TrainConfig
 from training.data import DatasetBundle
 from training.engine import evaluate
 from training.export import export_onnx
-from training.publish import RESULT_FILE, publish_run
+from training.publish import publish_run
 from training.reporting import confusion_matrix, plot_confusion, plot_curves
 
 
 def finish_run(
     model: nn.Module,
     *,
-    run_dir: Path,
+    folder: RunFolder,
     config: TrainConfig,
     name: str,
     data: DatasetBundle,
@@ -39,14 +40,22 @@ def finish_run(
     history: list[dict[str, Any]],
     device: torch.device,
     repository_root: Path,
+    redis_url: str | None,
 ) -> tuple[dict[str, float], VersionRef | None]:
-    """Returns the test metrics and, when ``config.publish``, the published version."""
+    """Returns the test metrics and, when ``config.publish``, the published version (servers listening on
+    ``redis_url`` are told)."""
     plain_loss = nn.CrossEntropyLoss()
     amp = device.type == "cuda"
 
     def logits_of(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        batches = eval_batches(images, labels, batch_size=EVAL_BATCH_SIZE, preprocessing=data.preprocessing,
-                               device=device, channels_last=uses_channels_last(config))  # fmt: skip
+        batches = eval_batches(
+            images,
+            labels,
+            batch_size=EVAL_BATCH_SIZE,
+            preprocessing=data.preprocessing,
+            device=device,
+            channels_last=uses_channels_last(config),
+        )
         result = evaluate(model, batches, loss_fn=plain_loss, device=device, amp=amp)
         return result.logits, result.labels
 
@@ -72,15 +81,18 @@ def finish_run(
         metrics[f"accuracy/{label}"] = round(accuracy, 5)
 
     title = f"{name} · {config.model} · test accuracy {metrics['test_accuracy']:.4f}"
-    plot_curves(history, run_dir / "curves.png", title=title, run_dir=run_dir, augmented=config.augment)
-    plot_confusion(matrix, data.labels, run_dir / "confusion_matrix.png", title=f"{name} · test set")
+    plot_curves(history, folder.curves, title=title, run_dir=folder.path, augmented=config.augment)
+    plot_confusion(matrix, data.labels, folder.confusion_matrix, title=f"{name} · test set")
 
     model_cpu = model.to("cpu").to(memory_format=torch.contiguous_format).float().eval()
-    torch.save(model_cpu.state_dict(), run_dir / "weights.pt")
-    sample_batch = next(eval_batches(*test, batch_size=8, preprocessing=data.preprocessing,
-                                     device=torch.device("cpu")))[0]  # fmt: skip
+    torch.save(model_cpu.state_dict(), folder.weights)
+    sample_batch = next(
+        eval_batches(*test, batch_size=8, preprocessing=data.preprocessing, device=torch.device("cpu"))
+    )[0]
     export = export_onnx(
-        model_cpu, run_dir / "model.onnx", input_shape=(data.preprocessing.channels, *data.preprocessing.input_size),
+        model_cpu,
+        folder.model,
+        input_shape=(data.preprocessing.channels, *data.preprocessing.input_size),
         sample=sample_batch,
         metadata={
             "labels": json.dumps(list(data.labels)),
@@ -90,21 +102,24 @@ def finish_run(
             "config": json.dumps(config.to_dict()),
             "code_version": code_version(),
         },
-    )  # fmt: skip
-    result = {
-        "name": name,
-        "architecture": config.model,
-        "labels": list(data.labels),
-        "preprocessing": msgspec.to_builtins(data.preprocessing),
-        "temperature": temperature,
-        "metrics": metrics,
-        "dataset": data.name,
-        "skipped_files": [{"path": path, "reason": reason} for path, reason in data.skipped],
-        "config": config.to_dict(),
-        "export": {"opset": export.opset, "max_abs_diff": export.max_abs_diff},
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "code_version": code_version(),
-    }
-    (run_dir / RESULT_FILE).write_text(json.dumps(result, indent=2) + "\n")
-    published = publish_run(run_dir, repository_root=repository_root) if config.publish else None
+    )
+    folder.write_result(
+        FinishedRun(
+            name=name,
+            architecture=config.model,
+            labels=data.labels,
+            preprocessing=data.preprocessing,
+            temperature=temperature,
+            metrics=metrics,
+            dataset=data.name,
+            skipped_files=tuple(SkippedFile(path, reason) for path, reason in data.skipped),
+            config=config.to_dict(),
+            export=ExportCheck(export.opset, export.max_abs_diff),
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            code_version=code_version(),
+        )
+    )
+    published = (
+        publish_run(folder.path, repository_root=repository_root, redis_url=redis_url) if config.publish else None
+    )
     return metrics, published

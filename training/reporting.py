@@ -18,14 +18,16 @@ import matplotlib.pyplot as plt
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
+from service.repository.run_folder import RunFolder
+
 
 class RunLog:
     """Epoch metrics to stdout (one JSON line each), ``metrics.jsonl`` and TensorBoard."""
 
-    def __init__(self, run_dir: Path, *, echo: bool = True) -> None:
-        self.path = run_dir / "metrics.jsonl"
+    def __init__(self, folder: RunFolder, *, echo: bool = True) -> None:
+        self.path = folder.metrics
         self.echo = echo
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        self.writer = SummaryWriter(log_dir=str(folder.tensorboard))
 
     def epoch(self, metrics: dict[str, Any], *, step_losses: Sequence[float], step_rates: Sequence[float]) -> None:
         line = json.dumps(metrics, sort_keys=False)
@@ -48,7 +50,7 @@ class RunLog:
 
 
 def read_history(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
+    path = RunFolder(run_dir).metrics
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -58,7 +60,7 @@ def step_scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     """(step, value) of every point of a per-step TensorBoard scalar (``step/loss``, ``step/learning_rate``)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = run_dir / "tensorboard"
+    events = RunFolder(run_dir).tensorboard
     if not events.is_dir():
         return []
     accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})  # 0: keep every point

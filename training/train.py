@@ -5,13 +5,8 @@ data already loaded and a ``Pretrained`` start). It is also the torchrun entry p
 ``torchrun --nproc-per-node 2 -m training.train --epochs 2 ...`` takes the same options as
 ``imgcls train``; every process trains, rank 0 alone writes the run folder and publishes.
 
-Run folder (``--output-dir``, default ``<runs_dir>/<name>-<UTC time>``)::
-
-    config.yaml               the resolved config
-    checkpoints/last.pt       after every epoch (resume from here)
-    checkpoints/best.pt       best validation accuracy so far
-    metrics.jsonl, tensorboard/, curves.png, confusion_matrix.png
-    model.onnx, weights.pt, result.json    (when the run completes)
+The run folder (``--output-dir``, default ``<runs_dir>/<name>-<model>-<UTC time>``) is laid out as
+``service.repository.run_folder.RunFolder`` says.
 """
 
 import shutil
@@ -30,6 +25,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from service.repository import Preprocessing, VersionRef
+from service.repository.run_folder import RunFolder
 from service.version import code_version
 from training.assemble import build_model_and_optimizer, uses_channels_last
 from training.batches import EVAL_BATCH_SIZE, batches_per_epoch, eval_batches, training_batches
@@ -37,7 +33,7 @@ from training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.data import DatasetBundle, load_dataset, train_val_split
 from training.distributed import Processes, barrier, pick_device, start_processes, stop_processes
-from training.engine import evaluate, train_one_epoch
+from training.engine import EpochResult, Evaluation, evaluate, train_one_epoch
 from training.errors import CheckpointError, InvalidHyperparameter, OutputExists
 from training.finish import finish_run
 from training.optim import (
@@ -186,58 +182,129 @@ def run(
     device = pick_device(config.device)
     processes = start_processes(device)
     try:
-        return _run(
-            config, settings, device, processes, output_dir, resume, should_stop, progress, echo,
-            data=data, start=start, on_epoch=on_epoch, keep_best=keep_best,
-        )  # fmt: skip
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
+        check_before_loading(config, start, processes)
+        if data is None:
+            data = load_dataset(
+                config.dataset,
+                fashion_mnist_dir=settings.fashion_mnist_dir,
+                image_size=config.image_size,
+                seed=config.seed,
+            )
+        if echo and processes.is_main:
+            report_skipped(data)
+        split = split_dataset(data, config)
+        config = resolve_config(config, train_images=len(split.train[1]), world_size=processes.world_size)
+        name = config.name or model_name_for(data.name)
+        setup = set_up(config, data, split, device, processes, start=None if resume else start)
+        folder = RunFolder(output_dir or default_run_dir(settings, config, name))
+        if resume:
+            so_far = resume_from(folder, setup)
+        else:
+            so_far = Progress([])
+            if processes.is_main:
+                create_run_folder(folder, config, echo=echo)
+        barrier(processes)
+
+        status, so_far = train_epochs(
+            setup,
+            folder,
+            so_far,
+            start=start,
+            resume=resume,
+            should_stop=should_stop,
+            on_epoch=on_epoch,
+            progress=progress,
+            echo=echo,
+        )
+        if status == "interrupted" or not processes.is_main:
+            barrier(processes)
+            return RunResult(folder.path, status, so_far.epochs_done, {}, None, rank=processes.rank)
+        if keep_best and so_far.best_epoch != so_far.epochs_done and folder.best_checkpoint.exists():
+            load_weights_into(setup.model, load_checkpoint(folder.best_checkpoint), config.model)
+        metrics, published = finish_run(
+            setup.model,
+            folder=folder,
+            config=config,
+            name=name,
+            data=data,
+            val=split.val,
+            test=split.test,
+            history=so_far.history,
+            device=device,
+            repository_root=settings.model_root,
+            redis_url=settings.redis_url,
+        )
+        barrier(processes)
+        return RunResult(folder.path, "completed", so_far.epochs_done, metrics, published)
     finally:
         stop_processes(processes)
 
 
-def _run(
-    config: TrainConfig,
-    settings: TrainingSettings,
-    device: torch.device,
-    processes: Processes,
-    output_dir: Path | None,
-    resume: bool,
-    should_stop: Callable[[], bool],
-    progress: bool,
-    echo: bool,
-    *,
-    data: DatasetBundle | None,
-    start: Pretrained | None,
-    on_epoch: Callable[[dict[str, Any]], None] | None,
-    keep_best: bool,
-) -> RunResult:
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    resolve_optimizer_options(config.optimizer, config.optimizer_options)  # fail before loading data
+# ---------------------------------------------------------------------------------------------------------
+# The steps of a run, in order
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a run trains, with what, on what: fixed once the config is resolved."""
+
+    config: TrainConfig  # resolved
+    data: DatasetBundle
+    split: Split
+    device: torch.device
+    processes: Processes
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    steps_per_epoch: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The completed epochs' metrics rows, and the best validation accuracy among them."""
+
+    history: list[dict[str, Any]]
+    best_val_accuracy: float = -1.0
+    best_epoch: int = 0  # 0: none yet
+
+    @property
+    def epochs_done(self) -> int:
+        return int(self.history[-1]["epoch"]) if self.history else 0
+
+
+def check_before_loading(config: TrainConfig, start: Pretrained | None, processes: Processes) -> None:
+    """What can fail without the data, before the data is loaded."""
+    resolve_optimizer_options(config.optimizer, config.optimizer_options)
     if start is not None and start.freeze_backbone_epochs and processes.distributed:
         raise InvalidHyperparameter(
             "freezing the backbone is not supported under torchrun (DistributedDataParallel fixes the set of "
             "trained parameters when it starts); fine-tune in one process"
         )
-    if data is None:
-        data = load_dataset(
-            config.dataset,
-            fashion_mnist_dir=settings.fashion_mnist_dir,
-            image_size=config.image_size,
-            seed=config.seed,
-        )
-    if data.skipped and echo and processes.is_main:
+
+
+def report_skipped(data: DatasetBundle) -> None:
+    if data.skipped:
         print(f"# skipped {len(data.skipped)} unreadable file(s):", file=sys.stderr)
         for path, reason in data.skipped:
             print(f"#   {path}: {reason}", file=sys.stderr)
-    split = split_dataset(data, config)
-    config = resolve_config(config, train_images=len(split.train[1]), world_size=processes.world_size)
-    name = config.name or model_name_for(data.name)
-    cuda = device.type == "cuda"
 
+
+def set_up(
+    config: TrainConfig,
+    data: DatasetBundle,
+    split: Split,
+    device: torch.device,
+    processes: Processes,
+    *,
+    start: Pretrained | None,
+) -> Setup:
+    """The seeded model (from ``start``'s weights when given), its optimizer and learning-rate schedule."""
     model, optimizer = build_model_and_optimizer(config, data, device)
-    if start is not None and not resume:
+    if start is not None:
         load_pretrained(model, start)
-    channels_last = uses_channels_last(config)
     steps_per_epoch = batches_per_epoch(len(split.train[1]), config.batch_size, processes.world_size)
     scheduler = build_scheduler(
         optimizer,
@@ -246,111 +313,107 @@ def _run(
         total_iters=steps_per_epoch * config.epochs,
         warmup_iters=config.warmup_iters,
     )
+    return Setup(config, data, split, device, processes, model, optimizer, scheduler, steps_per_epoch)
 
-    run_dir = output_dir or default_run_dir(settings, config, name)
-    start_epoch, history, best = 0, [], (-1.0, 0)
-    if resume:
-        state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-        if state.config != config.to_dict():
-            raise CheckpointError(f"{run_dir}: the checkpoint was made with another config; resume it unchanged")
-        load_weights_into(model, state, config.model)
-        optimizer.load_state_dict(state.optimizer)
-        scheduler.load_state_dict(state.scheduler)
-        start_epoch, history, best = state.epoch, state.history, (state.best_val_accuracy, state.best_epoch)
-    elif processes.is_main:
-        if run_dir.exists():
-            raise OutputExists(
-                f"output folder {run_dir} already exists: choose another --output-dir, or resume it with "
-                f"imgcls train --resume {run_dir}"
-            )
-        run_dir.mkdir(parents=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-        if echo:
-            print(f"# run folder: {run_dir}\n# resolved config:", file=sys.stderr)
-            print(yaml.safe_dump(config.to_dict(), sort_keys=False), file=sys.stderr, end="")
-    barrier(processes)
 
+def resume_from(folder: RunFolder, setup: Setup) -> Progress:
+    """The last checkpoint's weights, optimizer and schedule state loaded into ``setup``; its progress."""
+    state = load_checkpoint(folder.last_checkpoint)
+    if state.config != setup.config.to_dict():
+        raise CheckpointError(f"{folder.path}: the checkpoint was made with another config; resume it unchanged")
+    load_weights_into(setup.model, state, setup.config.model)
+    setup.optimizer.load_state_dict(state.optimizer)
+    setup.scheduler.load_state_dict(state.scheduler)
+    return Progress(state.history, state.best_val_accuracy, state.best_epoch)
+
+
+def create_run_folder(folder: RunFolder, config: TrainConfig, *, echo: bool) -> None:
+    """A new run folder holding the resolved config; an existing one is refused."""
+    if folder.path.exists():
+        raise OutputExists(
+            f"output folder {folder.path} already exists: choose another --output-dir, or resume it with "
+            f"imgcls train --resume {folder.path}"
+        )
+    folder.path.mkdir(parents=True)
+    folder.config.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    if echo:
+        print(f"# run folder: {folder.path}\n# resolved config:", file=sys.stderr)
+        print(yaml.safe_dump(config.to_dict(), sort_keys=False), file=sys.stderr, end="")
+
+
+def train_epochs(
+    setup: Setup,
+    folder: RunFolder,
+    so_far: Progress,
+    *,
+    start: Pretrained | None,
+    resume: bool,
+    should_stop: Callable[[], bool],
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+    progress: bool,
+    echo: bool,
+) -> tuple[Literal["completed", "interrupted"], Progress]:
+    """The epochs left, each checkpointed (rank 0), until the last, early stopping, or ``should_stop``.
+
+    A run that fails before its first checkpoint leaves no folder behind (unless it was resumed).
+    """
+    config, processes, model = setup.config, setup.processes, setup.model
     trained: nn.Module = DistributedDataParallel(model) if processes.distributed else model
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    log = RunLog(run_dir, echo=echo) if processes.is_main else None
-    status: Literal["completed", "interrupted"] = "completed"
+    log = RunLog(folder, echo=echo) if processes.is_main else None
     try:
-        for epoch in range(start_epoch, config.epochs):
+        for epoch in range(so_far.epochs_done, config.epochs):
             torch.manual_seed(epoch_seed(config.seed, epoch))
             if start is not None:
                 set_backbone_trainable(model, start.head, epoch >= start.freeze_backbone_epochs)
-            batches = epoch_batches(
-                config, data, split.train, epoch, device=device, rank=processes.rank, world_size=processes.world_size
-            )
             result = train_one_epoch(
                 trained,
-                batches,
-                optimizer,
-                scheduler,
+                epoch_batches(
+                    config,
+                    setup.data,
+                    setup.split.train,
+                    epoch,
+                    device=setup.device,
+                    rank=processes.rank,
+                    world_size=processes.world_size,
+                ),
+                setup.optimizer,
+                setup.scheduler,
                 loss_fn=loss_fn,
-                device=device,
-                amp=cuda,
+                device=setup.device,
+                amp=setup.device.type == "cuda",
                 grad_clip=config.grad_clip,
-                total_batches=steps_per_epoch,
+                total_batches=setup.steps_per_epoch,
                 description=f"epoch {epoch + 1}/{config.epochs}",
                 progress=progress and processes.is_main,
                 should_stop=should_stop,
             )
             if result.stopped_early:  # the partial epoch is dropped; last.pt holds the previous one
-                status = "interrupted"
-                break
-            val = evaluate(
-                model, eval_batches(*split.val, batch_size=EVAL_BATCH_SIZE, preprocessing=data.preprocessing,
-                                    device=device, channels_last=channels_last),
-                loss_fn=loss_fn, device=device, amp=cuda,
-            )  # fmt: skip
-            row = {
-                "epoch": epoch + 1,
-                "step": (epoch + 1) * steps_per_epoch,
-                "train_loss": round(result.loss, 5),
-                "train_accuracy": round(result.accuracy, 5),
-                "val_loss": None if val.labels.numel() == 0 else round(val.loss, 5),
-                "val_accuracy": None if val.labels.numel() == 0 else round(val.accuracy, 5),
-                "learning_rate": result.learning_rate,
-                "images_per_second": round(result.images_per_second * processes.world_size, 1),
-                "processes": processes.world_size,
-                "seconds": round(result.seconds, 2),
-            }
-            history = [*history, row]
-            improved = val.labels.numel() == 0 or val.accuracy > best[0]
-            if improved:
-                best = (val.accuracy if val.labels.numel() else 0.0, epoch + 1)
+                return "interrupted", so_far
+            val = validate(setup, loss_fn)
+            row = epoch_row(epoch, setup, result, val)
+            improved = val.labels.numel() == 0 or val.accuracy > so_far.best_val_accuracy
+            so_far = Progress(
+                [*so_far.history, row],
+                (val.accuracy if val.labels.numel() else 0.0) if improved else so_far.best_val_accuracy,
+                epoch + 1 if improved else so_far.best_epoch,
+            )
             patience_out = (
-                config.early_stopping_patience is not None and epoch + 1 - best[1] >= config.early_stopping_patience
+                config.early_stopping_patience is not None
+                and epoch + 1 - so_far.best_epoch >= config.early_stopping_patience
             )
             stop_now = agree(processes, patience_out) or should_stop()
             if log is not None:
                 log.epoch(row, step_losses=result.step_losses, step_rates=result.step_rates)
-                state = Checkpoint(
-                    epoch=epoch + 1,
-                    model={k: v.cpu() for k, v in model.state_dict().items()},
-                    optimizer=optimizer.state_dict(),
-                    scheduler=scheduler.state_dict(),
-                    config=config.to_dict(),
-                    labels=list(data.labels),
-                    preprocessing=msgspec.to_builtins(data.preprocessing),
-                    history=history,
-                    best_val_accuracy=best[0],
-                    best_epoch=best[1],
-                    code_version=code_version(),
-                )
-                if improved:
-                    save_checkpoint(run_dir / "checkpoints" / "best.pt", state)
-                save_checkpoint(run_dir / "checkpoints" / "last.pt", state)
+                save_epoch(folder, setup, so_far, improved=improved)
                 if on_epoch is not None:
                     on_epoch(row)
             if stop_now:
-                if not patience_out:
-                    status = "interrupted"
-                break
+                return ("completed" if patience_out else "interrupted"), so_far
+        return "completed", so_far
     except BaseException:
         if processes.is_main and not resume:
-            remove_run_dir(run_dir)  # only when no epoch finished: a checkpointed run stays resumable
+            remove_run_dir(folder)  # only when no epoch finished: a checkpointed run stays resumable
         raise
     finally:
         if log is not None:
@@ -358,26 +421,53 @@ def _run(
         if start is not None:
             set_backbone_trainable(model, start.head, True)
 
-    epochs_done = history[-1]["epoch"] if history else 0
-    if status == "interrupted" or not processes.is_main:
-        barrier(processes)
-        return RunResult(run_dir, status, epochs_done, {}, None, rank=processes.rank)
-    if keep_best and best[1] != epochs_done and (run_dir / "checkpoints" / "best.pt").exists():
-        load_weights_into(model, load_checkpoint(run_dir / "checkpoints" / "best.pt"), config.model)
-    metrics, published = finish_run(
-        model,
-        run_dir=run_dir,
-        config=config,
-        name=name,
-        data=data,
-        val=split.val,
-        test=split.test,
-        history=history,
-        device=device,
-        repository_root=settings.model_root,
+
+def validate(setup: Setup, loss_fn: nn.Module) -> Evaluation:
+    batches = eval_batches(
+        *setup.split.val,
+        batch_size=EVAL_BATCH_SIZE,
+        preprocessing=setup.data.preprocessing,
+        device=setup.device,
+        channels_last=uses_channels_last(setup.config),
     )
-    barrier(processes)
-    return RunResult(run_dir, "completed", epochs_done, metrics, published)
+    return evaluate(setup.model, batches, loss_fn=loss_fn, device=setup.device, amp=setup.device.type == "cuda")
+
+
+def epoch_row(epoch: int, setup: Setup, result: EpochResult, val: Evaluation) -> dict[str, Any]:
+    """One line of metrics.jsonl (and of a job's metrics): ``epoch`` counts from 1."""
+    validated = val.labels.numel() > 0
+    return {
+        "epoch": epoch + 1,
+        "step": (epoch + 1) * setup.steps_per_epoch,
+        "train_loss": round(result.loss, 5),
+        "train_accuracy": round(result.accuracy, 5),
+        "val_loss": round(val.loss, 5) if validated else None,
+        "val_accuracy": round(val.accuracy, 5) if validated else None,
+        "learning_rate": result.learning_rate,
+        "images_per_second": round(result.images_per_second * setup.processes.world_size, 1),
+        "processes": setup.processes.world_size,
+        "seconds": round(result.seconds, 2),
+    }
+
+
+def save_epoch(folder: RunFolder, setup: Setup, so_far: Progress, *, improved: bool) -> None:
+    """``last.pt`` after every epoch, ``best.pt`` too when validation improved."""
+    state = Checkpoint(
+        epoch=so_far.epochs_done,
+        model={k: v.cpu() for k, v in setup.model.state_dict().items()},
+        optimizer=setup.optimizer.state_dict(),
+        scheduler=setup.scheduler.state_dict(),
+        config=setup.config.to_dict(),
+        labels=list(setup.data.labels),
+        preprocessing=msgspec.to_builtins(setup.data.preprocessing),
+        history=so_far.history,
+        best_val_accuracy=so_far.best_val_accuracy,
+        best_epoch=so_far.best_epoch,
+        code_version=code_version(),
+    )
+    if improved:
+        save_checkpoint(folder.best_checkpoint, state)
+    save_checkpoint(folder.last_checkpoint, state)
 
 
 def agree(processes: Processes, flag: bool) -> bool:
@@ -440,13 +530,13 @@ def preprocessing_of(state: Checkpoint) -> Preprocessing:
     return msgspec.convert(state.preprocessing, Preprocessing)
 
 
-def remove_run_dir(run_dir: Path) -> None:
+def remove_run_dir(folder: RunFolder) -> None:
     """Used when a run fails before its first checkpoint: nothing half-made stays behind."""
-    if run_dir.exists() and not (run_dir / "checkpoints" / "last.pt").exists():
-        shutil.rmtree(run_dir)
+    if folder.path.exists() and not folder.last_checkpoint.exists():
+        shutil.rmtree(folder.path)
 
 
 if __name__ == "__main__":  # torchrun -m training.train [imgcls train options]
-    from training.cli import main
+    from service.cli import main
 
     main(["train", *sys.argv[1:]])

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from service.jobs.errors import JobNotCancellable
-from service.jobs.record import Job, JobResult, Problem, Trial, now
+from service.jobs.record import Failure, Job, JobResult, Trial, now
 
 replace = msgspec.structs.replace
 TRIAL_ENDED = frozenset({"succeeded", "failed", "cancelled"})
@@ -44,8 +44,11 @@ def estimated_finish(job: Job) -> str | None:
     if not durations:
         return None
     mean = sum(durations) / len(durations)
-    left = sum(max(0, int(t.hyperparameters["epochs"]) - t.epochs_completed)
-               for t in job.trials if t.status in ("queued", "running"))  # fmt: skip
+    left = sum(
+        max(0, int(t.hyperparameters["epochs"]) - t.epochs_completed)
+        for t in job.trials
+        if t.status in ("queued", "running")
+    )
     return (datetime.now(UTC) + timedelta(seconds=left * mean)).isoformat(timespec="milliseconds")
 
 
@@ -57,12 +60,13 @@ def _ended(job: Job) -> Job:
         return replace(job, status="cancelled", finished_at=now(), estimated_finish_at=None)
     if best_trial(job) is None:
         failed = [t.error for t in job.trials if t.error is not None]
-        first = failed[0] if failed else Problem("failed", "no trial succeeded")
+        first = failed[0] if failed else Failure("failed", "no trial succeeded")
         message = (
             first.message if len(job.trials) == 1 else f"all {len(job.trials)} trials failed; first: {first.message}"
         )
-        return replace(job, status="failed", finished_at=now(), error=Problem(first.code, message),
-                       estimated_finish_at=None)  # fmt: skip
+        return replace(
+            job, status="failed", finished_at=now(), error=Failure(first.code, message), estimated_finish_at=None
+        )
     return replace(job, finishing="running")
 
 
@@ -99,8 +103,15 @@ def start_trial(job: Job, index: int, task_id: str | None) -> Job | None:
     trial = job.trials[index]
     if job.status not in ("validating", "queued", "running") or trial.status != "queued":
         return None
-    job = _with_trial(job, index, status="running", attempts=trial.attempts + 1, task_id=task_id,
-                      started_at=trial.started_at or now(), error=None)  # fmt: skip
+    job = _with_trial(
+        job,
+        index,
+        status="running",
+        attempts=trial.attempts + 1,
+        task_id=task_id,
+        started_at=trial.started_at or now(),
+        error=None,
+    )
     return replace(job, status="running", started_at=job.started_at or now())
 
 
@@ -113,8 +124,9 @@ def record_epoch(job: Job, index: int, epochs_completed: int, epoch_seconds: flo
     return replace(job, estimated_finish_at=estimated_finish(job))
 
 
-def end_trial(job: Job, index: int, status: str, *, metrics: dict[str, float] | None = None,
-              error: Problem | None = None) -> Job | None:  # fmt: skip
+def end_trial(
+    job: Job, index: int, status: str, *, metrics: dict[str, float] | None = None, error: Failure | None = None
+) -> Job | None:
     """A trial succeeded, failed or stopped for a cancel (None: it had already ended)."""
     if job.trials[index].status in TRIAL_ENDED or job.finished:
         return None
@@ -135,13 +147,16 @@ def succeed(job: Job, result: JobResult) -> Job | None:
     return replace(job, status="succeeded", result=result, finishing=None, finished_at=now(), estimated_finish_at=None)
 
 
-def fail(job: Job, problem: Problem) -> Job | None:
+def fail(job: Job, failure: Failure) -> Job | None:
     if job.finished:
         return None
-    trials = [replace(t, status="failed", finished_at=now(), error=problem) if t.status not in TRIAL_ENDED else t
-              for t in job.trials]  # fmt: skip
-    return replace(job, status="failed", trials=trials, error=problem, finishing=None, finished_at=now(),
-                   estimated_finish_at=None)  # fmt: skip
+    trials = [
+        replace(t, status="failed", finished_at=now(), error=failure) if t.status not in TRIAL_ENDED else t
+        for t in job.trials
+    ]
+    return replace(
+        job, status="failed", trials=trials, error=failure, finishing=None, finished_at=now(), estimated_finish_at=None
+    )
 
 
 def cancelled_while_finishing(job: Job) -> Job | None:
@@ -163,9 +178,12 @@ def requeue_lost_trial(job: Job, index: int, max_attempts: int) -> Job | None:
     if job.status == "cancelling":
         return end_trial(job, index, "cancelled")
     if trial.attempts >= max_attempts:
-        problem = Problem("worker_lost", f"the worker running trial {index} was lost {trial.attempts} times "
-                                         f"(the job allows {max_attempts} attempts)")  # fmt: skip
-        return end_trial(job, index, "failed", error=problem)
+        failure = Failure(
+            "worker_lost",
+            f"the worker running trial {index} was lost {trial.attempts} times "
+            f"(the job allows {max_attempts} attempts)",
+        )
+        return end_trial(job, index, "failed", error=failure)
     return _with_trial(job, index, status="queued")
 
 

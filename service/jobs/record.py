@@ -20,8 +20,8 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-class Problem(msgspec.Struct, frozen=True):
-    """A structured error: ``code`` for programs (see docs/api.md), ``message`` for people."""
+class Failure(msgspec.Struct, frozen=True):
+    """Why a trial or a job failed: ``code`` for programs (see docs/api.md), ``message`` for people."""
 
     code: str
     message: str
@@ -38,7 +38,7 @@ class Trial(msgspec.Struct, frozen=True):
     epochs_completed: int = 0
     epoch_seconds: float | None = None  # mean duration of its epochs so far
     metrics: dict[str, float] = {}  # when it succeeded: val_accuracy, test_accuracy, ece, ...
-    error: Problem | None = None
+    error: Failure | None = None
 
 
 class JobResult(msgspec.Struct, frozen=True):
@@ -68,7 +68,7 @@ class Job(msgspec.Struct, frozen=True):
     finished_at: str | None = None
     estimated_finish_at: str | None = None
     result: JobResult | None = None
-    error: Problem | None = None
+    error: Failure | None = None
     cancel_requested_at: str | None = None
     finishing: Literal["queued", "running"] | None = None  # publishing the best trial, once every trial ended
 

@@ -13,6 +13,9 @@ Keys (``<id>`` is a job id, ``ft_<12 hex of the creation time in ms><10 hex>``, 
 
 A status change and the events that tell it are written in one transaction, so the log and the record
 never disagree. Every Redis failure surfaces as ``JobStoreUnavailable``.
+
+``JobStore`` is synchronous (the worker, and the API through ``asyncio.to_thread``); ``wait_for_events``
+and ``current_status`` are the two reads the API's live event stream makes on its asynchronous client.
 """
 
 import contextlib
@@ -24,11 +27,12 @@ from typing import Any
 
 import msgspec
 import redis
+from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError, WatchError
+from redis.exceptions import RedisError, TimeoutError, WatchError
 
 from service.jobs.errors import JobNotFound, JobStoreUnavailable
-from service.jobs.record import EventPage, Job, JobEvent, JobPage, decode, encode, now
+from service.jobs.record import EventPage, Job, JobEvent, JobPage, JobStatus, decode, encode, now
 
 PREFIX = "imgcls:job:"
 INDEX = "imgcls:jobs"
@@ -88,8 +92,12 @@ def changes(before: Job | None, after: Job) -> list[tuple[str, str, dict[str, An
             message += f": validation accuracy {trial.metrics.get('val_accuracy', float('nan')):.4f}"
         elif trial.error is not None:
             message += f": {trial.error.message}"
-        data = {"trial": trial.index, "status": trial.status, "metrics": trial.metrics,
-                "error": msgspec.to_builtins(trial.error)}  # fmt: skip
+        data = {
+            "trial": trial.index,
+            "status": trial.status,
+            "metrics": trial.metrics,
+            "error": msgspec.to_builtins(trial.error),
+        }
         events.append(("trial", message, data))
     if before is None or before.status != after.status:
         message = after.status
@@ -98,8 +106,11 @@ def changes(before: Job | None, after: Job) -> list[tuple[str, str, dict[str, An
             message += f": published {r.model} v{r.version}" + (" (production)" if r.promoted else "")
         elif after.error is not None:
             message += f": {after.error.message}"
-        data = {"status": after.status, "error": msgspec.to_builtins(after.error),
-                "result": msgspec.to_builtins(after.result)}  # fmt: skip
+        data = {
+            "status": after.status,
+            "error": msgspec.to_builtins(after.error),
+            "result": msgspec.to_builtins(after.result),
+        }
         events.append(("status", message, data))
     return events
 
@@ -285,3 +296,28 @@ def parse_event(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> JobEven
         message=text("message"),
         data=json.loads(text("data")),
     )
+
+
+# ---------------------------------------------------------------- the live event stream (asynchronous)
+
+
+async def wait_for_events(
+    client: AsyncRedis, job_id: str, *, after: str, count: int, block_ms: int | None
+) -> list[JobEvent]:
+    """Up to ``count`` events of the job later than event id ``after`` (``"0-0"``: from the start), waiting
+    up to ``block_ms`` for the first when there is none yet (None: do not wait)."""
+    try:
+        replies: Any = await client.xread({events_key(job_id): after}, count=count, block=block_ms)
+    except RedisError as exc:
+        raise JobStoreUnavailable(f"the job store does not answer: {exc}") from exc
+    entries = replies[0][1] if replies else []
+    return [parse_event(entry_id, fields) for entry_id, fields in entries]
+
+
+async def current_status(client: AsyncRedis, job_id: str) -> JobStatus | None:
+    """The job's status as stored now; None for a job that is gone."""
+    try:
+        raw: Any = await client.get(job_key(job_id))  # bytes: the client does not decode responses
+    except RedisError as exc:
+        raise JobStoreUnavailable(f"the job store does not answer: {exc}") from exc
+    return None if raw is None else decode(raw).status

@@ -28,3 +28,8 @@ class AliasNotFound(RepositoryError):
 
 class CorruptVersion(RepositoryError):
     """A published version whose files do not match its manifest (sha256, missing file, bad JSON)."""
+
+
+class UnfinishedRun(RepositoryError):
+    """A run folder without the files a completed run writes (``result.json``, ``model.onnx``): nothing to
+    publish yet."""

@@ -1,4 +1,5 @@
-"""Telling running servers that the repository changed (an alias moved, a version was published).
+"""Telling running servers that the repository changed (an alias moved, a version was published), and
+``promote``: the one way an alias is moved, so that every move is told.
 
 Servers also poll the repository every ``watch_interval_s``; a Redis message only makes them look at once.
 The message body is the model name.
@@ -7,6 +8,8 @@ The message body is the model name.
 import logging
 
 import redis
+
+from service.repository.store import PRODUCTION, ModelRepository
 
 CHANNEL = "imgcls:repository"
 
@@ -23,3 +26,16 @@ def announce_change(redis_url: str | None, name: str) -> None:
             client.publish(CHANNEL, name)
     except redis.RedisError as error:
         log.warning("could not announce the change of %s on Redis (%s); servers will notice by polling", name, error)
+
+
+def promote(
+    repository: ModelRepository, name: str, version: int, *, alias: str = PRODUCTION, redis_url: str | None
+) -> None:
+    """Point ``alias`` of ``name`` at ``version``, then tell running servers (``redis_url`` None: they notice
+    by polling). Used by every caller that moves an alias: the CLI, the API, training and fine-tuning jobs.
+
+    Raises ``VersionNotFound`` and friends for a version that does not exist, ``RepositoryError`` for a bad
+    alias name.
+    """
+    repository.set_alias(name, alias, version)
+    announce_change(redis_url, name)

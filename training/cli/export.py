@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from service.repository.run_folder import RunFolder
 from training.checkpoint import load_checkpoint
 from training.export import export_onnx
 from training.models import create_model
@@ -24,7 +25,7 @@ def export(checkpoint: Path, output: Path, opset: int) -> None:
     identical argmax); on failure nothing is written.
     """
     if checkpoint.is_dir():
-        checkpoint = checkpoint / "checkpoints" / "best.pt"
+        checkpoint = RunFolder(checkpoint).best_checkpoint
     state = load_checkpoint(checkpoint)
     preprocessing = preprocessing_of(state)
     model = create_model(state.config["model"], in_channels=preprocessing.channels, num_classes=len(state.labels))
@@ -45,5 +46,8 @@ def export(checkpoint: Path, output: Path, opset: int) -> None:
 @click.option("--model-root", type=click.Path(path_type=Path), help="Model repository [env IMGCLS_MODEL_ROOT].")
 def publish(run_dir: Path, name: str | None, model_root: Path | None) -> None:
     """Publish a finished RUN_DIR (trained with --no-publish, say) as a new version."""
-    published = publish_run(run_dir, repository_root=model_root or TrainingSettings().model_root, name=name)
+    settings = TrainingSettings()
+    published = publish_run(
+        run_dir, repository_root=model_root or settings.model_root, name=name, redis_url=settings.redis_url
+    )
     click.echo(json.dumps({"name": published.name, "version": published.version, "path": str(published.path)}))

@@ -1,4 +1,4 @@
-"""``imgcls fine-tune``: a fine-tuning job run locally, in this process (the worker runs the same function)."""
+"""``imgcls fine-tune``: a fine-tuning job run locally, in this process (the worker runs the same steps)."""
 
 import json
 import signal
@@ -11,9 +11,10 @@ from typing import Any, get_args
 import click
 
 from service.jobs.hyperparameters import FineTuneConfig, build_finetune_config
+from service.repository.run_folder import TrialFolder
 from training.cli.options import MAPPING_OPTIONS, parse_pairs, settings_from
 from training.cli.train import StopOnInterrupt
-from training.finetune import fine_tune
+from training.finetune import FineTuneJob, fine_tune
 
 
 def hyperparameter_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -42,17 +43,29 @@ def _click_type(annotation: Any) -> click.ParamType:
 
 
 @click.command("fine-tune", context_settings={"max_content_width": 110})
-@click.option("--base", required=True, metavar="NAME[:VERSION]", help="Published model to start from (VERSION: a "
-              "number or an alias; default: production).")  # fmt: skip
-@click.option("--data", "data", required=True, type=click.Path(path_type=Path, file_okay=False),
-              help="ImageFolder tree: one sub-folder of images per class.")  # fmt: skip
+@click.option(
+    "--base",
+    required=True,
+    metavar="NAME[:VERSION]",
+    help="Published model to start from (VERSION: a number or an alias; default: production).",
+)
+@click.option(
+    "--data",
+    "data",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="ImageFolder tree: one sub-folder of images per class.",
+)
 @click.option("--dataset-id", help="Id of a stored dataset (recorded as dataset:<id>); default: the folder's path.")
 @click.option("--dataset-sha256", help="sha256 of the dataset's archive, for the lineage.")
 @click.option("--job-id", help="Job id; give the same id and --output-dir again to resume [default: a new one].")
-@click.option("--output-dir", type=click.Path(path_type=Path),
-              help="Job folder [default: IMGCLS_RUNS_DIR/finetune-<job id>].")  # fmt: skip
-@click.option("--publish-name", help="Model name to publish under [default: the base's when the labels are the same, "
-              "else <base>-<dataset>].")  # fmt: skip
+@click.option(
+    "--output-dir", type=click.Path(path_type=Path), help="Job folder [default: IMGCLS_RUNS_DIR/finetune-<job id>]."
+)
+@click.option(
+    "--publish-name",
+    help="Model name to publish under [default: the base's when the labels are the same, else <base>-<dataset>].",
+)
 @click.option("--auto-promote", is_flag=True, help="Make the new version production (if it passes --min-accuracy).")
 @click.option("--min-accuracy", type=click.FloatRange(0, 1), help="Test accuracy needed for --auto-promote.")
 @click.option("--model-root", type=click.Path(path_type=Path), help="Model repository [env IMGCLS_MODEL_ROOT].")
@@ -91,12 +104,25 @@ def finetune(
     stop = StopOnInterrupt()
     previous = signal.signal(signal.SIGINT, stop.handle)
     try:
+        job = FineTuneJob(
+            job_id=job_id,
+            base=name,
+            base_version=version or None,
+            dataset_dir=data,
+            dataset_id=dataset_id,
+            dataset_sha256=dataset_sha256,
+            config=config,
+            publish_name=publish_name,
+        )
         result = fine_tune(
-            base=name, base_version=version or None, dataset_dir=data, dataset_id=dataset_id,
-            dataset_sha256=dataset_sha256, job_id=job_id, config=config, output_dir=output_dir, settings=settings,
-            publish_name=publish_name, auto_promote=auto_promote, min_accuracy=min_accuracy, should_stop=stop,
+            job,
+            TrialFolder(output_dir),
+            settings,
+            auto_promote=auto_promote,
+            min_accuracy=min_accuracy,
+            should_stop=stop,
             echo=not quiet,
-        )  # fmt: skip
+        )
     finally:
         signal.signal(signal.SIGINT, previous)
 

@@ -8,7 +8,7 @@ import click
 import msgspec
 
 from service.repository import ModelRepository
-from service.repository.notify import announce_change
+from service.repository.notify import promote as promote_version
 from service.settings import RepositorySettings
 
 ROOT_OPTION = click.option(
@@ -36,16 +36,18 @@ def list_models(model_root: Path | None, as_json: bool) -> None:
         aliases = repo.aliases(name)
         for version in repo.versions(name):
             manifest = repo.manifest(name, version)
-            rows.append({
-                "name": name,
-                "version": version,
-                "aliases": sorted(a for a, v in aliases.items() if v == version),
-                "architecture": manifest.architecture,
-                "test_accuracy": manifest.metrics.get("test_accuracy"),
-                "ece": manifest.metrics.get("ece"),
-                "variants": {key: variant.metrics["test_accuracy"] for key, variant in manifest.variants.items()},
-                "created_at": manifest.created_at,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "name": name,
+                    "version": version,
+                    "aliases": sorted(a for a, v in aliases.items() if v == version),
+                    "architecture": manifest.architecture,
+                    "test_accuracy": manifest.metrics.get("test_accuracy"),
+                    "ece": manifest.metrics.get("ece"),
+                    "variants": {key: variant.metrics["test_accuracy"] for key, variant in manifest.variants.items()},
+                    "created_at": manifest.created_at,
+                }
+            )
     if as_json:
         for row in rows:
             click.echo(json.dumps(row))
@@ -95,6 +97,5 @@ def promote(name: str, version: str, alias: str, model_root: Path | None) -> Non
     repo = repository(model_root)
     number = repo.resolve(name, version)
     repo.verify(name, number)
-    repo.set_alias(name, alias, number)
-    announce_change(RepositorySettings().redis_url, name)
+    promote_version(repo, name, number, alias=alias, redis_url=RepositorySettings().redis_url)
     click.echo(f"{name}: {alias} -> v{number}")

@@ -93,13 +93,17 @@ def train(
         "epochs": result.epochs_completed,
     }
     if result.status == "interrupted":
-        click.echo(f"interrupted after epoch {result.epochs_completed}; continue with: "
-                   f"imgcls train --resume {result.run_dir}", err=True)  # fmt: skip
+        click.echo(
+            f"interrupted after epoch {result.epochs_completed}; continue with: imgcls train --resume {result.run_dir}",
+            err=True,
+        )
     else:
         metrics = result.metrics
         summary["metrics"] = {k: v for k, v in metrics.items() if "/" not in k}
-        line = (f"test accuracy {metrics['test_accuracy']:.4f}, ECE {metrics['ece']:.4f} "
-                f"(uncalibrated {metrics['ece_uncalibrated']:.4f})")  # fmt: skip
+        line = (
+            f"test accuracy {metrics['test_accuracy']:.4f}, ECE {metrics['ece']:.4f} "
+            f"(uncalibrated {metrics['ece_uncalibrated']:.4f})"
+        )
         if result.published is not None:
             summary["published"] = {"name": result.published.name, "version": result.published.version}
             line += f"; published {result.published.name} v{result.published.version} at {result.published.path}"

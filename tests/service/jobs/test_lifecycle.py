@@ -4,7 +4,7 @@ import pytest
 
 from service.jobs import lifecycle
 from service.jobs.errors import JobNotCancellable
-from service.jobs.record import Job, JobResult, Problem
+from service.jobs.record import Failure, Job, JobResult
 from tests.service.jobs.conftest import make_job
 
 
@@ -26,7 +26,7 @@ def test_a_trial_starts_once_and_the_job_runs() -> None:
 def test_the_last_trial_to_end_claims_publishing_and_the_best_trial_wins() -> None:
     job = started(make_job(trials=3), 0, 1, 2)
     job = lifecycle.end_trial(job, 0, "succeeded", metrics={"val_accuracy": 0.8}) or job
-    job = lifecycle.end_trial(job, 1, "failed", error=Problem("training_error", "diverged")) or job
+    job = lifecycle.end_trial(job, 1, "failed", error=Failure("training_error", "diverged")) or job
     assert job.finishing is None and job.status == "running"
     job = lifecycle.end_trial(job, 2, "succeeded", metrics={"val_accuracy": 0.9}) or job
     assert job.finishing == "running"
@@ -41,9 +41,9 @@ def test_the_last_trial_to_end_claims_publishing_and_the_best_trial_wins() -> No
 
 def test_a_job_whose_trials_all_failed_fails_with_their_error() -> None:
     job = started(make_job(trials=2), 0, 1)
-    job = lifecycle.end_trial(job, 0, "failed", error=Problem("dataset_error", "no images")) or job
-    job = lifecycle.end_trial(job, 1, "failed", error=Problem("dataset_error", "no images")) or job
-    assert job.status == "failed" and job.error == Problem("dataset_error", "all 2 trials failed; first: no images")
+    job = lifecycle.end_trial(job, 0, "failed", error=Failure("dataset_error", "no images")) or job
+    job = lifecycle.end_trial(job, 1, "failed", error=Failure("dataset_error", "no images")) or job
+    assert job.status == "failed" and job.error == Failure("dataset_error", "all 2 trials failed; first: no images")
 
 
 def test_cancel_ends_queued_work_at_once_and_waits_for_running_work() -> None:
