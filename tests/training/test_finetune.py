@@ -17,11 +17,22 @@ from torch import nn
 from service.imaging import preprocess
 from service.jobs.hyperparameters import LR_POLICIES, OPTIMIZERS, FineTuneConfig, build_finetune_config
 from service.repository import ModelRepository
+from service.repository.run_folder import TrialFolder
 from training.cli import cli
 from training.config import TrainConfig
 from training.data import DatasetBundle, load_dataset
 from training.errors import InvalidHyperparameter
-from training.finetune import FineTuneResult, IncompatibleBase, JobRunning, fine_tune, job_lock
+from training.finetune import (
+    FineTuneJob,
+    FineTuneResult,
+    IncompatibleBase,
+    JobRunning,
+    fine_tune,
+    job_lock,
+    prepare,
+    publish_trial,
+    train_trial,
+)
 from training.models import HEADS, MODELS, create_model, model_names
 from training.optim import optimizer_names, policy_names
 from training.settings import TrainingSettings
@@ -60,11 +71,25 @@ def base_root(fashion: DatasetBundle, tmp_path_factory: pytest.TempPathFactory) 
     train_images, train_labels = pick(fashion.train_images, fashion.train_labels, 200)
     test_images, test_labels = pick(fashion.test_images, fashion.test_labels, 30)
     data = DatasetBundle(
-        name="fashion-mnist-7", labels=labels, train_images=train_images, train_labels=train_labels,
-        test_images=test_images, test_labels=test_labels, preprocessing=fashion.preprocessing, flip_ok=True,
-    )  # fmt: skip
-    config = TrainConfig(model="lenet5", name="base", epochs=2, batch_size=64, optimizer="adam", learning_rate=0.01,
-                         lr_policy="fixed", threads=2)  # fmt: skip
+        name="fashion-mnist-7",
+        labels=labels,
+        train_images=train_images,
+        train_labels=train_labels,
+        test_images=test_images,
+        test_labels=test_labels,
+        preprocessing=fashion.preprocessing,
+        flip_ok=True,
+    )
+    config = TrainConfig(
+        model="lenet5",
+        name="base",
+        epochs=2,
+        batch_size=64,
+        optimizer="adam",
+        learning_rate=0.01,
+        lr_policy="fixed",
+        threads=2,
+    )
     settings = TrainingSettings(model_root=root / "models", runs_dir=root / "runs")
     result = run(config, settings=settings, output_dir=root / "runs" / "base", data=data, progress=False, echo=False)
     assert result.published is not None and result.published.version == 1
@@ -98,12 +123,31 @@ def settings(base_root: Path, tmp_path: Path) -> TrainingSettings:
     return TrainingSettings(model_root=tmp_path / "models", runs_dir=tmp_path / "runs", fashion_mnist_dir=FASHION_MNIST)
 
 
-def tune(settings: TrainingSettings, dataset: Path, output_dir: Path, **overrides: Any) -> FineTuneResult:
-    arguments: dict[str, Any] = {
-        "base": "base", "base_version": None, "dataset_dir": dataset, "dataset_id": DATASET_ID,
-        "dataset_sha256": SHA, "job_id": "job-1", "config": FAST, "output_dir": output_dir, "settings": settings,
-    }  # fmt: skip
-    return fine_tune(**{**arguments, **overrides})
+def job_for(dataset: Path, *, job_id: str = "job-1", config: FineTuneConfig = FAST, **given: Any) -> FineTuneJob:
+    return FineTuneJob(
+        job_id=job_id,
+        base="base",
+        base_version=None,
+        dataset_dir=dataset,
+        dataset_id=DATASET_ID,
+        dataset_sha256=SHA,
+        config=config,
+        **given,
+    )
+
+
+def tune(
+    settings: TrainingSettings,
+    dataset: Path,
+    output_dir: Path,
+    *,
+    job_id: str = "job-1",
+    config: FineTuneConfig = FAST,
+    publish_name: str | None = None,
+    **options: Any,
+) -> FineTuneResult:
+    job = job_for(dataset, job_id=job_id, config=config, publish_name=publish_name)
+    return fine_tune(job, TrialFolder(output_dir), settings, **options)
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -170,7 +214,7 @@ def test_the_same_labels_keep_the_name_and_auto_promote_passes_the_gate_only(
     settings: TrainingSettings, seven_classes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     announced: list[str] = []
-    monkeypatch.setattr("training.finetune.announce_change", lambda url, name: announced.append(name))
+    monkeypatch.setattr("service.repository.notify.announce_change", lambda url, name: announced.append(name))
     repository = ModelRepository(settings.model_root)
 
     failing = tune(settings, seven_classes, tmp_path / "a", job_id="a", auto_promote=True, min_accuracy=1.0)
@@ -228,6 +272,33 @@ def test_a_job_cancelled_after_training_publishes_nothing_until_it_runs_again(
     assert published.published is not None and published.status == "completed"
 
 
+def test_publishing_a_trained_trial_reads_its_job_record_and_result_only(
+    settings: TrainingSettings, three_classes: Path, tmp_path: Path
+) -> None:
+    """The worker's last step: neither the dataset is decoded again nor the base's files hashed again."""
+    dataset = shutil.copytree(three_classes, tmp_path / "images")
+    folder = TrialFolder(tmp_path / "job")
+    repository = ModelRepository(settings.model_root)
+    with job_lock(folder, "job-1"):
+        trial = prepare(job_for(dataset), folder, repository)
+        trained = train_trial(trial, repository, settings, should_stop=lambda: False, on_epoch=None, echo=False)
+    assert trained.status == "completed" and trained.metrics["epochs"] == 2
+    shutil.rmtree(dataset)
+    (repository.path("base", 1) / "weights.pt").write_bytes(b"not the weights the manifest hashed")
+
+    with job_lock(folder, "job-1"):
+        published = publish_trial(
+            folder, repository, auto_promote=False, min_accuracy=None, redis_url=None, should_stop=lambda: False
+        )
+        again = publish_trial(
+            folder, repository, auto_promote=False, min_accuracy=None, redis_url=None, should_stop=lambda: False
+        )
+    assert published is not None and published == again  # published once
+    assert (published.version.name, published.version.version, published.promoted) == (f"base-{DATASET_ID}", 1, True)
+    assert published.metrics == trained.metrics
+    assert repository.manifest(f"base-{DATASET_ID}", 1).lineage.job_id == "job-1"
+
+
 def test_the_services_names_are_the_training_registries_names() -> None:
     assert list(OPTIMIZERS) == optimizer_names() and list(LR_POLICIES) == policy_names()
 
@@ -240,9 +311,13 @@ def test_the_services_names_are_the_training_registries_names() -> None:
     ],
 )
 def test_hyperparameters_that_cannot_run_fail_before_anything_trains(
-    settings: TrainingSettings, three_classes: Path, tmp_path: Path, values: dict[str, Any],
-    error: type[Exception], message: str,
-) -> None:  # fmt: skip
+    settings: TrainingSettings,
+    three_classes: Path,
+    tmp_path: Path,
+    values: dict[str, Any],
+    error: type[Exception],
+    message: str,
+) -> None:
     with pytest.raises(error, match=message):
         tune(settings, three_classes, tmp_path / "job", config=build_finetune_config(values))
     assert not (tmp_path / "job" / "job.json").exists() and not (tmp_path / "job" / "run").exists()
@@ -264,7 +339,10 @@ def test_a_job_folder_serves_one_job(settings: TrainingSettings, three_classes: 
 
 
 def test_a_job_runs_in_one_process_at_a_time(settings: TrainingSettings, three_classes: Path, tmp_path: Path) -> None:
-    with job_lock(tmp_path / "job", "job-1"), pytest.raises(JobRunning, match="job job-1 is running in another"):
+    with (
+        job_lock(TrialFolder(tmp_path / "job"), "job-1"),
+        pytest.raises(JobRunning, match="job job-1 is running in another"),
+    ):
         tune(settings, three_classes, tmp_path / "job")  # a redelivery while the first delivery still runs
 
 
@@ -278,10 +356,21 @@ def test_every_model_names_its_classifier_head(name: str) -> None:
 def test_the_command_line_runs_a_job_and_refuses_bad_values(
     settings: TrainingSettings, three_classes: Path, tmp_path: Path
 ) -> None:
-    arguments = ["fine-tune", "--base", "base:1", "--data", str(three_classes), "--model-root",
-                 str(settings.model_root), "--output-dir", str(tmp_path / "job"), "--quiet"]  # fmt: skip
-    result = CliRunner().invoke(cli, [*arguments, "--epochs", "1", "--batch-size", "16", "--lr-policy-option",
-                                      "min_lr_ratio=0.1"])  # fmt: skip
+    arguments = [
+        "fine-tune",
+        "--base",
+        "base:1",
+        "--data",
+        str(three_classes),
+        "--model-root",
+        str(settings.model_root),
+        "--output-dir",
+        str(tmp_path / "job"),
+        "--quiet",
+    ]
+    result = CliRunner().invoke(
+        cli, [*arguments, "--epochs", "1", "--batch-size", "16", "--lr-policy-option", "min_lr_ratio=0.1"]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["published"] == {"name": "base-images", "version": 1}  # derived from the folder's name
