@@ -9,6 +9,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
@@ -17,7 +18,6 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from service.api.errors import BadRequest, problems
 from service.api.openapi import EventStreamOperation
@@ -25,9 +25,10 @@ from service.api.state import AppState
 from service.jobs import commands
 from service.jobs.commands import JobRequest
 from service.jobs.errors import JobStoreUnavailable
-from service.jobs.record import FINISHED, EventPage, Job, JobPage, JobStatus, decode
-from service.jobs.store import JobStore, events_key, job_key, parse_event
+from service.jobs.record import FINISHED, EventPage, Job, JobPage, JobStatus
+from service.jobs.store import JobStore, current_status, wait_for_events
 from service.repository import ModelRepository
+from service.repository.run_folder import TrialFolder
 
 BLOCK_MS = 2_000  # one wait for new events; under redis-py's 5 s socket timeout
 KEEPALIVE_S = 15.0
@@ -44,7 +45,10 @@ class EpochRows(msgspec.Struct, frozen=True):
     data: list[dict[str, Any]]  # one row per trial and epoch: trial, epoch, train_loss, val_accuracy, ...
 
 
-class Checkpoint(msgspec.Struct, frozen=True):
+class TrialCheckpoint(msgspec.Struct, frozen=True):
+    """Where a trial's training stands on the worker: its latest checkpoint (``training.checkpoint`` holds
+    the checkpoint itself)."""
+
     trial: int
     epoch: int  # the last epoch saved: a redelivered trial resumes from it
     step: int
@@ -68,9 +72,14 @@ async def submit_job(request: Request, data: JSONBody[JobRequest]) -> Job:
         raise JobStoreUnavailable("fine-tuning jobs need Redis: set IMGCLS_REDIS_URL")
     settings = state.settings
     job = await asyncio.to_thread(
-        commands.submit, data, repository=ModelRepository(settings.model_root), datasets=state.datasets,
-        store=store, queue=state.queue, settings=settings,
-    )  # fmt: skip
+        commands.submit,
+        data,
+        repository=ModelRepository(settings.model_root),
+        datasets=state.datasets,
+        store=store,
+        queue=state.queue,
+        settings=settings,
+    )
     state.metrics.jobs_submitted.inc()
     return job
 
@@ -143,35 +152,29 @@ async def job_events(
 
 async def stream_events(redis: Redis, job: Job, after: str | None) -> AsyncIterator[ServerSentEventMessage]:
     """Events as they are added; a comment every KEEPALIVE_S keeps proxies from closing an idle stream."""
-    key, last = events_key(job.id), after or "0-0"
+    last = after or "0-0"
     finished, quiet_since = job.finished, time.monotonic()
     try:
         while True:
-            replies: Any = await redis.xread({key: last}, count=100, block=None if finished else BLOCK_MS)
-            entries = replies[0][1] if replies else []
-            if not entries:
+            events = await wait_for_events(
+                redis, job.id, after=last, count=100, block_ms=None if finished else BLOCK_MS
+            )
+            if not events:
                 if finished:
                     return
-                finished = await status_of(redis, job.id) in FINISHED
+                finished = await current_status(redis, job.id) in FINISHED
                 if time.monotonic() - quiet_since > KEEPALIVE_S:
                     quiet_since = time.monotonic()
                     yield ServerSentEventMessage(data=None, comment="waiting")
                 continue
             quiet_since = time.monotonic()
-            for entry_id, fields in entries:
-                event = parse_event(entry_id, fields)
+            for event in events:
                 last = event.id
                 yield ServerSentEventMessage(data=json.dumps(msgspec.to_builtins(event)), event=event.type, id=event.id)
                 if event.type == "status" and event.data.get("status") in FINISHED:
                     finished = True
-    except RedisError as exc:  # the client reconnects with Last-Event-ID once Redis is back
-        yield ServerSentEventMessage(data=json.dumps({"message": f"the job store does not answer: {exc}"}),
-                                     event="unavailable")  # fmt: skip
-
-
-async def status_of(redis: Redis, job_id: str) -> str:
-    raw: Any = await redis.get(job_key(job_id))  # bytes: the client does not decode responses
-    return "" if raw is None else decode(raw).status
+    except JobStoreUnavailable as exc:  # the client reconnects with Last-Event-ID once Redis is back
+        yield ServerSentEventMessage(data=json.dumps({"message": str(exc)}), event="unavailable")
 
 
 @get("/v1/fine-tuning/jobs/{job_id:str}/metrics", tags=["fine-tuning"], responses=problems(404, 503))
@@ -182,19 +185,19 @@ async def job_metrics(request: Request, job_id: FromPath[str]) -> EpochRows:
 
 
 @get("/v1/fine-tuning/jobs/{job_id:str}/checkpoints", tags=["fine-tuning"], responses=problems(404, 503))
-async def job_checkpoints(request: Request, job_id: FromPath[str]) -> list[Checkpoint]:
+async def job_checkpoints(request: Request, job_id: FromPath[str]) -> list[TrialCheckpoint]:
     """Each trial's latest checkpoint (saved after every epoch): where a redelivered trial resumes."""
     _, store = await job_store(request)
     latest: dict[int, dict[str, Any]] = {}
     for row in await asyncio.to_thread(store.epochs, job_id):
         latest[int(row["trial"])] = row
     return [
-        Checkpoint(
+        TrialCheckpoint(
             trial,
             int(row["epoch"]),
             int(row["step"]),
             {k: v for k, v in row.items() if k not in ("trial", "epoch", "step")},
-            f"jobs/{job_id}/trial-{trial}/run/checkpoints/last.pt",
+            str(TrialFolder.of(Path(), job_id, trial).run.last_checkpoint),  # relative to IMGCLS_RUNS_DIR
         )
         for trial, row in sorted(latest.items())
     ]
