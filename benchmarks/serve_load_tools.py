@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.tally import FLUSH_INTERVAL_S
+from service.api.fastpath.tally import FLUSH_INTERVAL_S
 
 BOUNDARY = "----imgclsbench7d3f"  # as in the lua scripts
 QUIET_LOAD = 0.5  # 1-minute load average above which the figures are not worth keeping
@@ -376,7 +376,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def scrape(server: Server) -> Samples:
-    """Every series of /metrics, after waiting out the flush of the other workers' tallies (service/tally.py)."""
+    """Every series of /metrics, once the other workers have flushed their tallies (service/api/fastpath/tally.py)."""
     time.sleep(FLUSH_INTERVAL_S + 0.2)
     status, _, body = http_request(server.port, "GET", "/metrics")
     if status != 200:

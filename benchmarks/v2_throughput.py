@@ -46,9 +46,9 @@ import tritonclient.http as triton
 from geventhttpclient import HTTPClient
 from PIL import Image
 
+from service.api.fastpath.tally import FLUSH_INTERVAL_S
 from service.imaging import DecodeLimits, decode_image, preprocess
 from service.repository import Manifest, ModelRepository
-from service.tally import FLUSH_INTERVAL_S
 
 FASHION_MNIST_TEST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 WARMUP_S = 1.0
@@ -144,7 +144,7 @@ def tree_cpu_seconds(root: int) -> float:
 
 def batch_totals(port: int, model: str) -> tuple[float, float]:
     """(images, onnxruntime calls) so far, from the server's imgcls_batch_size histogram."""
-    time.sleep(FLUSH_INTERVAL_S + 0.2)  # every worker's tally has reached /metrics (service/tally.py)
+    time.sleep(FLUSH_INTERVAL_S + 0.2)  # every worker's tally has reached /metrics (service/api/fastpath/tally.py)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
     totals = {"sum": 0.0, "count": 0.0}

@@ -18,10 +18,10 @@ from prometheus_client import (
     multiprocess,
 )
 
-from service.tally import Tally
+from service.api.fastpath.tally import Tally
 
 if TYPE_CHECKING:
-    from service.inference.loaded import LoadedVersion
+    from service.inference.registry import LoadedVersion
 
 LATENCY_BUCKETS = (
     *(0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075),  # fine where the p99 of small models lies
@@ -40,56 +40,84 @@ class Metrics:
     def __init__(self) -> None:
         disable_created_metrics()  # the *_created series would double the exposition for no use here
         self.registry = CollectorRegistry()
-        self.tally = Tally()  # per-request and per-batch observations, written in bulk (service/tally.py)
+        self.tally = Tally()  # per-request and per-batch observations, written in bulk (service/api/fastpath/tally.py)
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.request_seconds = Histogram(
-            "imgcls_request_duration_seconds", "Whole request, received to answered.", ["endpoint", "model"],
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "imgcls_request_duration_seconds",
+            "Whole request, received to answered.",
+            ["endpoint", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.queue_seconds = Histogram(
-            "imgcls_queue_duration_seconds", "Waiting for a batch to start.", ["model"],
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "imgcls_queue_duration_seconds",
+            "Waiting for a batch to start.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.compute_seconds = Histogram(
-            "imgcls_compute_duration_seconds", "One onnxruntime call (a whole batch).", ["model"],
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "imgcls_compute_duration_seconds",
+            "One onnxruntime call (a whole batch).",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.decode_seconds = Histogram(
-            "imgcls_decode_duration_seconds", "Decoding and preprocessing one image.", [],
-            buckets=FAST_BUCKETS, registry=r,
-        )  # fmt: skip
+            "imgcls_decode_duration_seconds",
+            "Decoding and preprocessing one image.",
+            [],
+            buckets=FAST_BUCKETS,
+            registry=r,
+        )
         self.batch_size = Histogram(
             "imgcls_batch_size", "Images per onnxruntime call.", ["model"], buckets=BATCH_BUCKETS, registry=r
         )
         self.rejects = Counter("imgcls_rejects", "Requests refused, by reason.", ["reason"], registry=r)
         self.in_flight = Gauge(
-            "imgcls_in_flight_requests", "Inference requests being handled (sampled every second).",
-            registry=r, multiprocess_mode="livesum",
-        )  # fmt: skip
-        self.model_info = Gauge(
-            "imgcls_model_info", "1 for each loaded version.", ["model", "version", "variant", "provider"],
-            registry=r, multiprocess_mode="livemax",
-        )  # fmt: skip
-        self.predictions = Counter(
-            "imgcls_predictions", "Top-1 predictions, by class (watch for drift).", ["model", "version", "label"],
+            "imgcls_in_flight_requests",
+            "Inference requests being handled (sampled every second).",
             registry=r,
-        )  # fmt: skip
+            multiprocess_mode="livesum",
+        )
+        self.model_info = Gauge(
+            "imgcls_model_info",
+            "1 for each loaded version.",
+            ["model", "version", "variant", "provider"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.predictions = Counter(
+            "imgcls_predictions",
+            "Top-1 predictions, by class (watch for drift).",
+            ["model", "version", "label"],
+            registry=r,
+        )
         self.confidence = Histogram(
-            "imgcls_confidence", "Top-1 calibrated probability (watch for drift).", ["model", "version"],
-            buckets=CONFIDENCE_BUCKETS, registry=r,
-        )  # fmt: skip
+            "imgcls_confidence",
+            "Top-1 calibrated probability (watch for drift).",
+            ["model", "version"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
 
         self.jobs_submitted = Counter("imgcls_jobs_submitted", "Fine-tuning jobs accepted by this API.", registry=r)
         self.jobs = Gauge(
-            "imgcls_jobs", "Fine-tuning jobs not finished yet, by status (from Redis, every recovery pass).",
-            ["status"], registry=r, multiprocess_mode="livemax",
-        )  # fmt: skip
+            "imgcls_jobs",
+            "Fine-tuning jobs not finished yet, by status (from Redis, every recovery pass).",
+            ["status"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
 
         self.jobs_finished = Gauge(  # a count kept in Redis, read every recovery pass: one value for every replica
-            "imgcls_jobs_finished_total", "Fine-tuning jobs that ended, by status (counted in Redis).", ["status"],
-            registry=r, multiprocess_mode="livemax",
-        )  # fmt: skip
+            "imgcls_jobs_finished_total",
+            "Fine-tuning jobs that ended, by status (counted in Redis).",
+            ["status"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
 
     def observe_jobs(self, active: dict[str, int], finished: dict[str, int]) -> None:
         for status in ("validating", "queued", "running", "cancelling"):
@@ -115,7 +143,7 @@ class Metrics:
         self.in_flight.set(in_flight)
 
     def observe_load(self, loaded: "LoadedVersion", present: bool) -> None:
-        labels = (loaded.name, str(loaded.version), loaded.variant, loaded.runtime.provider)
+        labels = (loaded.name, str(loaded.version), loaded.variant, loaded.predictor.provider)
         if present:
             self.model_info.labels(*labels).set(1)
         else:

@@ -19,15 +19,15 @@ from redis.asyncio import Redis
 
 from service.affinity import claim_core
 from service.api import health, web
-from service.api.admission import Admission
 from service.api.auth import Authenticator, RateLimiter
 from service.api.errors import problem_response
-from service.api.state import AppState
+from service.api.fastpath.admission import Admission
+from service.api.fastpath.tally import FLUSH_INTERVAL_S
+from service.api.state import AppState, decode_limits, serving_options
 from service.api.v1 import classify, datasets, jobs, models
 from service.api.v2 import infer as v2_infer
 from service.api.v2 import routes as v2
 from service.datasets import DatasetLimits, DatasetStore
-from service.imaging import DecodeLimits
 from service.inference.registry import ModelRegistry
 from service.inference.watch import listen_for_changes, poll_repository
 from service.jobs.queue import JobQueue
@@ -36,7 +36,6 @@ from service.jobs.store import JobStore
 from service.metrics import Metrics
 from service.repository import ModelRepository
 from service.settings import ServiceSettings
-from service.tally import FLUSH_INTERVAL_S
 from service.version import code_version
 
 log = logging.getLogger(__name__)
@@ -63,10 +62,13 @@ def create_app(settings: ServiceSettings | None = None) -> Litestar:
         )
     metrics = Metrics()
     registry = ModelRegistry(
-        ModelRepository(settings.model_root), settings, on_batch=metrics.observe_batch, on_load=metrics.observe_load
+        ModelRepository(settings.model_root),
+        serving_options(settings),
+        on_batch=metrics.observe_batch,
+        on_load=metrics.observe_load,
     )
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-    limits = DecodeLimits.from_settings(settings)
+    limits = decode_limits(settings)
     dataset_limits = DatasetLimits(
         max_upload_bytes=settings.dataset_max_upload_bytes,
         max_files=settings.dataset_max_files,

@@ -31,6 +31,7 @@ from service.inference.errors import (
     StillLoading,
     VariantNotFound,
     VersionInUse,
+    VersionNotLoaded,
 )
 from service.jobs.errors import InvalidJob, JobNotCancellable, JobNotFound, JobStoreUnavailable
 from service.repository import AliasNotFound, CorruptVersion, ModelNotFound, RepositoryError, VersionNotFound
@@ -102,11 +103,19 @@ STATUS_TABLE: list[tuple[type[Exception], int, str]] = [
 ]
 
 
+def with_route_hint(error: Exception) -> str:
+    """The error's message, plus the request that resolves it where there is one: domain code names no routes."""
+    if isinstance(error, VersionNotLoaded):
+        query = f"?variant={error.variant}" if error.variant else ""
+        return f"{error}; load it with POST /v1/models/{error.name}/versions/{error.version}/load{query}"
+    return str(error)
+
+
 def classify_error(error: Exception) -> tuple[int, str, str]:
     """(status, reason, message a client can act on) for any exception."""
     for kind, status, reason in STATUS_TABLE:
         if isinstance(error, kind):
-            return status, reason, str(error)
+            return status, reason, with_route_hint(error)
     if isinstance(error, BadRequest):
         return error.status, "bad_request", str(error)
     if isinstance(error, ValidationException):

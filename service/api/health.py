@@ -32,7 +32,7 @@ async def ready(request: Request) -> Response[dict[str, object]]:
     models = {
         status.name: {
             "serving_version": status.serving_version,
-            "providers": sorted({v.runtime.provider for v in status.loaded}),
+            "providers": sorted({v.predictor.provider for v in status.loaded}),
         }
         for status in state.registry.status()
     }

@@ -1,22 +1,45 @@
-"""What every request handler reaches through ``request.app.state.imgcls``: built once by create_app."""
+"""What every request handler reaches through ``request.app.state.imgcls``: built once by create_app, with
+the typed options the domain objects take, made from the settings here at the edge."""
 
-import asyncio
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from service.api.admission import Admission
 from service.api.auth import Authenticator
+from service.api.fastpath.admission import Admission
 from service.datasets import DatasetStore
 from service.imaging import DecodeLimits
 from service.inference.classify import Classification
-from service.inference.loaded import LoadedVersion
-from service.inference.registry import ModelRegistry
+from service.inference.registry import LoadedVersion, ModelRegistry, ServingOptions
 from service.jobs.queue import JobQueue
 from service.jobs.store import JobStore
 from service.metrics import Metrics
-from service.repository.notify import announce_change
 from service.settings import ServiceSettings
+
+
+def serving_options(settings: ServiceSettings) -> ServingOptions:
+    """How the registry loads and batches versions, from the settings of the same names."""
+    return ServingOptions(
+        max_batch_size=settings.max_batch_size,
+        max_queue_size=settings.max_queue_size,
+        max_queue_delay_ms=settings.max_queue_delay_ms,
+        inline_compute_ms=settings.inline_compute_ms,
+        warmup=settings.warmup,
+        variant=settings.variant,
+        providers=settings.providers,
+        intra_op_threads=settings.intra_op_threads,
+        workers=settings.workers,
+        default_model=settings.default_model,
+    )
+
+
+def decode_limits(settings: ServiceSettings) -> DecodeLimits:
+    """What an uploaded image may be: IMGCLS_IMAGE_FORMATS, IMGCLS_MAX_IMAGE_BYTES, IMGCLS_MAX_IMAGE_PIXELS."""
+    return DecodeLimits(
+        formats=frozenset(settings.image_formats),
+        max_bytes=settings.max_image_bytes,
+        max_pixels=settings.max_image_pixels,
+    )
 
 
 @dataclass
@@ -32,10 +55,6 @@ class AppState:
     redis: Redis | None  # rate limits, repository notifications, job event streams
     jobs: JobStore | None  # None without Redis: the job routes answer 503
     queue: JobQueue | None
-
-    async def notify_repository_change(self, name: str) -> None:
-        """Tell the other server processes and replicas at once (they would notice by polling too)."""
-        await asyncio.to_thread(announce_change, self.redis_url, name)
 
     def observe_classification(
         self, loaded: LoadedVersion, answer: Classification, total_s: float, *, endpoint: str

@@ -11,8 +11,8 @@ from tqdm import tqdm
 
 from service.imaging import DecodeLimits
 from service.inference.errors import VariantNotFound
-from service.inference.loaded import FP32
-from service.inference.offline import FileResult, classify_files, image_files, open_model
+from service.inference.offline import FileResult, classify_files, image_files, load_predictor
+from service.inference.predictor import FP32
 from service.repository import ModelRepository
 from service.settings import ServiceSettings
 
@@ -89,7 +89,7 @@ def classify(
     settings = ServiceSettings()
     repository = ModelRepository(model_root or settings.model_root)
     try:
-        manifest, runtime = open_model(repository, name, reference, variant)
+        manifest, predictor = load_predictor(repository, name, reference, variant)
     except VariantNotFound as error:
         raise click.BadParameter(str(error), param_hint="--variant") from error
     if top_k > len(manifest.labels):
@@ -97,8 +97,12 @@ def classify(
     files = image_files(paths)
     if not files:
         raise click.UsageError("no image files (.jpg .jpeg .png .webp) under the given paths")
-    limits = DecodeLimits.from_settings(settings)
-    results = classify_files(files, manifest, runtime, top_k=top_k, batch_size=batch_size, limits=limits)
+    limits = DecodeLimits(
+        formats=frozenset(settings.image_formats),
+        max_bytes=settings.max_image_bytes,
+        max_pixels=settings.max_image_pixels,
+    )
+    results = classify_files(files, manifest, predictor, top_k=top_k, batch_size=batch_size, limits=limits)
     rows = list(tqdm(results, total=len(files), unit="image", desc=f"{name} v{manifest.version}", file=sys.stderr))
     if output is None:
         write(rows, sys.stdout, fmt, top_k)

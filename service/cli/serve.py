@@ -67,7 +67,7 @@ def serve(
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="service.api.protocol:OneWriteHttpToolsProtocol",
+        http="service.api.fastpath.protocol:OneWriteHttpToolsProtocol",
         access_log=access_log,
         log_level="info",
         timeout_graceful_shutdown=30,

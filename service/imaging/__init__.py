@@ -1,10 +1,10 @@
 """Uploaded bytes -> network input: defensive decoding, then training's eval transform in numpy.
 
-``decode_into(data, limits, manifest.preprocessing, out)`` per upload: ``decode_image`` then
-``preprocess_into``, or the plain-PNG path that gives the same numbers faster.
+``decode_into(data, limits, manifest.preprocessing, out)`` per upload (decode.py): ``decode_image`` then
+``preprocess_into`` (preprocess.py), or the plain-PNG path that gives the same numbers faster.
 """
 
-from service.imaging.decode import CONVERTIBLE_MODES, DecodeLimits, decode_image
+from service.imaging.decode import CONVERTIBLE_MODES, DecodeLimits, decode_image, decode_into
 from service.imaging.errors import (
     CorruptImage,
     EmptyImage,
@@ -14,7 +14,6 @@ from service.imaging.errors import (
     UnsupportedImageFormat,
 )
 from service.imaging.preprocess import MAX_RESIZED_PIXELS, preprocess, preprocess_into, resized_size
-from service.imaging.upload import decode_into
 
 __all__ = [
     "CONVERTIBLE_MODES",

@@ -1,4 +1,4 @@
-"""Adaptive batching for one loaded version.
+"""Adaptive batching in front of one loaded version's ``Predictor.predict``.
 
 A request is dispatched as soon as the runtime is free. While a batch computes, arriving requests gather
 in the queue and go together in the next batch, up to ``max_batch_size`` images: under light load each
@@ -31,9 +31,9 @@ from service.inference.errors import QueueFull, ShuttingDown
 
 @dataclass(frozen=True)
 class BatchOutcome:
-    """What one request gets back: its rows of the batch output and where the time went."""
+    """What one request gets back: its rows of the batch's probabilities and where the time went."""
 
-    outputs: np.ndarray  # (n, classes) for the request's n images
+    probabilities: np.ndarray  # (n, classes) calibrated, for the request's n images
     queue_s: float  # enqueued -> its batch started
     compute_s: float  # the whole batch's onnxruntime call
     batch_size: int  # images in that batch
@@ -49,7 +49,7 @@ class _Pending:
 class Batcher:
     def __init__(
         self,
-        infer: Callable[[np.ndarray], np.ndarray],
+        predict: Callable[[np.ndarray], np.ndarray],  # (N, C, H, W) -> (N, classes): Predictor.predict
         *,
         name: str,
         max_batch_size: int,
@@ -57,7 +57,7 @@ class Batcher:
         max_queue_delay_s: float = 0.0,
         inline_compute_s: float = 0.0,
     ) -> None:
-        self._infer = infer
+        self._predict = predict
         self.name = name
         self.max_batch_size = max_batch_size
         self.max_queue_size = max_queue_size
@@ -108,11 +108,11 @@ class Batcher:
         self._wakeup.set()
         return await future
 
-    def _timed_infer(self, images: np.ndarray) -> tuple[np.ndarray, float]:
+    def _timed_predict(self, images: np.ndarray) -> tuple[np.ndarray, float]:
         """Times the model alone (in the worker thread: not the event loop's delay in noticing the result)."""
         started = time.perf_counter()
-        outputs = self._infer(images)
-        return outputs, time.perf_counter() - started
+        probabilities = self._predict(images)
+        return probabilities, time.perf_counter() - started
 
     def _runs_inline(self, images: int) -> bool:
         """Whether a batch of ``images`` is expected to finish within ``inline_compute_s`` (never before one ran)."""
@@ -144,9 +144,9 @@ class Batcher:
             started = time.perf_counter()
             try:
                 if self._runs_inline(len(images)):
-                    outputs, compute_s = self._timed_infer(images)
+                    probabilities, compute_s = self._timed_predict(images)
                 else:
-                    outputs, compute_s = await loop.run_in_executor(self._executor, self._timed_infer, images)
+                    probabilities, compute_s = await loop.run_in_executor(self._executor, self._timed_predict, images)
             except Exception as error:  # the runtime failed: every request in the batch learns why
                 for item in batch:
                     if not item.future.done():
@@ -161,6 +161,7 @@ class Batcher:
             for item in batch:
                 count = len(item.images)
                 if not item.future.done():
-                    outcome = BatchOutcome(outputs[row : row + count], started - item.enqueued, compute_s, len(images))
+                    rows = probabilities[row : row + count]
+                    outcome = BatchOutcome(rows, started - item.enqueued, compute_s, len(images))
                     item.future.set_result(outcome)
                 row += count

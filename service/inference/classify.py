@@ -1,4 +1,11 @@
-"""From encoded images to top-k calibrated labels: decode, preprocess (from the manifest), batch, rank."""
+"""Images -> ranked, calibrated labels: the one path every transport takes.
+
+``classify`` serves /v1 classify and /v2 infer alike: encoded images are decoded and preprocessed as the
+manifest says (``prepare``), preprocessed tensors (a /v2 ``input``) go as they are; either way the
+version's batcher runs them through its ``Predictor`` and ``rank`` turns the probabilities into top-k
+labels. ``imgcls classify`` (offline.py) calls ``prepare``'s decoding, ``Predictor.predict`` and ``rank``
+without a batcher.
+"""
 
 import asyncio
 import time
@@ -9,7 +16,7 @@ import numpy as np
 
 from service.imaging import DecodeLimits, ImageError, decode_into
 from service.inference.errors import InvalidArgument
-from service.inference.loaded import LoadedVersion
+from service.inference.registry import LoadedVersion
 from service.repository import Preprocessing
 
 INLINE_DECODE_BYTES = 64 * 1024  # smaller requests decode on the event loop; larger ones in a thread
@@ -32,7 +39,7 @@ class ImageResult(msgspec.Struct, frozen=True):
 class Classification:
     results: list[ImageResult]
     probabilities: np.ndarray  # (n, classes), for callers that want everything (the V2 protocol)
-    decode_s: float
+    decode_s: float  # decoding and preprocessing (0 for preprocessed tensors)
     queue_s: float
     compute_s: float
     batch_size: int
@@ -52,9 +59,8 @@ def prepare(encoded: list[bytes], preprocessing: Preprocessing, limits: DecodeLi
     return batch
 
 
-def top_k_results(
-    probabilities: np.ndarray, labels: tuple[str, ...], top_k: int, threshold: float
-) -> list[ImageResult]:
+def rank(probabilities: np.ndarray, labels: tuple[str, ...], top_k: int, threshold: float) -> list[ImageResult]:
+    """The ``top_k`` labels of each row of (n, classes) probabilities, highest first (ties: lower index)."""
     order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k].tolist()
     results = []
     for indices, row in zip(order, probabilities.tolist(), strict=True):  # Python ints and floats, in two calls
@@ -64,21 +70,33 @@ def top_k_results(
 
 
 async def classify(
-    loaded: LoadedVersion, encoded: list[bytes], *, limits: DecodeLimits, top_k: int, threshold: float = 0.0
+    loaded: LoadedVersion,
+    images: list[bytes] | np.ndarray,
+    *,
+    limits: DecodeLimits,
+    top_k: int,
+    threshold: float = 0.0,
 ) -> Classification:
+    """Encoded images, or a preprocessed (n, C, H, W) float32 array -> their top-k labels and probabilities."""
     labels = loaded.manifest.labels
-    if not encoded:
+    if len(images) == 0:
         raise InvalidArgument("no images in the request")
     if not 1 <= top_k <= len(labels):
         raise InvalidArgument(f"top_k must be between 1 and {len(labels)} (the number of labels), got {top_k}")
-    loaded.batcher.check_room(len(encoded))  # refuse before decoding when the queue is already full
-    started = time.perf_counter()
-    preprocessing = loaded.manifest.preprocessing
-    if sum(len(data) for data in encoded) <= INLINE_DECODE_BYTES:
-        images = prepare(encoded, preprocessing, limits)
+    batcher = loaded.batcher
+    if isinstance(images, np.ndarray):
+        batch, decode_s = images, 0.0
     else:
-        images = await asyncio.to_thread(prepare, encoded, preprocessing, limits)
-    decode_s = time.perf_counter() - started
-    outcome = await loaded.classify(images)
-    results = top_k_results(outcome.outputs, labels, top_k, threshold)
-    return Classification(results, outcome.outputs, decode_s, outcome.queue_s, outcome.compute_s, outcome.batch_size)
+        batcher.check_room(len(images))  # refuse before decoding when the queue is already full
+        started = time.perf_counter()
+        preprocessing = loaded.manifest.preprocessing
+        if sum(len(data) for data in images) <= INLINE_DECODE_BYTES:
+            batch = prepare(images, preprocessing, limits)
+        else:
+            batch = await asyncio.to_thread(prepare, images, preprocessing, limits)
+        decode_s = time.perf_counter() - started
+    outcome = await batcher.submit(batch)
+    results = rank(outcome.probabilities, labels, top_k, threshold)
+    return Classification(
+        results, outcome.probabilities, decode_s, outcome.queue_s, outcome.compute_s, outcome.batch_size
+    )

@@ -9,6 +9,17 @@ class ModelNotLoaded(InferenceError):
     """The model or version exists in the repository but this server has not loaded it."""
 
 
+class VersionNotLoaded(ModelNotLoaded):
+    """A published version (or variant) this server could load but has not."""
+
+    def __init__(self, name: str, version: int, variant: str | None) -> None:
+        what = f"{name} v{version}" + (f" ({variant})" if variant else "")
+        super().__init__(f"{what} is not loaded on this server")
+        self.name = name
+        self.version = version
+        self.variant = variant
+
+
 class VariantNotFound(InferenceError):
     """A variant ("int8") that the version's manifest does not list."""
 

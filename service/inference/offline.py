@@ -1,5 +1,7 @@
-"""Classification without a server: the same decoding, preprocessing, runtime and calibration as the API,
-run over files and folders in batches (``imgcls classify``)."""
+"""Classification without a server (``imgcls classify``): files and folders in batches, through the API's
+own pieces: the same decoding and preprocessing, the version's ``Predictor`` (onnxruntime and the
+temperature) called directly instead of through a batcher, and the same ``rank``. Unlike a request, one
+unreadable file does not fail its batch: it gets an error row and the others run."""
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -8,10 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from service.imaging import DecodeLimits, ImageError, decode_into
-from service.inference.classify import ImageResult, top_k_results
-from service.inference.loaded import calibrated_probabilities, model_file
+from service.inference.classify import ImageResult, rank
+from service.inference.predictor import Predictor, model_file
 from service.inference.providers import choose_providers, default_threads
-from service.inference.runtime import Runtime
 from service.repository import Manifest, ModelRepository
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
@@ -35,15 +36,21 @@ def image_files(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def open_model(repository: ModelRepository, name: str, reference: str | None, variant: str) -> tuple[Manifest, Runtime]:
+def load_predictor(
+    repository: ModelRepository, name: str, reference: str | None, variant: str
+) -> tuple[Manifest, Predictor]:
+    """The manifest and predictor of a version (number or alias; None: production, else the latest)."""
     version = repository.resolve(name, reference)
     manifest = repository.verify(name, version)
     onnx_path = model_file(repository.path(name, version), manifest, variant)
-    return manifest, Runtime(onnx_path, providers=choose_providers("auto"), intra_op_threads=default_threads(1))
+    predictor = Predictor(
+        onnx_path, manifest.temperature, providers=choose_providers("auto"), intra_op_threads=default_threads(1)
+    )
+    return manifest, predictor
 
 
 def classify_files(
-    files: list[Path], manifest: Manifest, runtime: Runtime, *, top_k: int, batch_size: int, limits: DecodeLimits
+    files: list[Path], manifest: Manifest, predictor: Predictor, *, top_k: int, batch_size: int, limits: DecodeLimits
 ) -> Iterator[FileResult]:
     """One FileResult per file, in order; unreadable files get an error instead of stopping the run."""
     height, width = manifest.preprocessing.input_size
@@ -60,7 +67,7 @@ def classify_files(
                 errors[position] = f"{type(error).__name__}: {error}"
         results: dict[int, ImageResult] = {}
         if good:
-            probabilities = calibrated_probabilities(runtime.run(batch[: len(good)]), manifest.temperature)
-            results = dict(zip(good, top_k_results(probabilities, manifest.labels, top_k, 0.0), strict=True))
+            probabilities = predictor.predict(batch[: len(good)])
+            results = dict(zip(good, rank(probabilities, manifest.labels, top_k, 0.0), strict=True))
         for position, path in enumerate(chunk):
             yield FileResult(path, results.get(position), errors.get(position))

@@ -3,7 +3,7 @@
 onnxruntime-gpu lists CUDAExecutionProvider whether or not a GPU or the CUDA libraries exist, and falls back
 to the CPU with pages of errors when they do not. So "auto" first looks for an NVIDIA device and loads the
 CUDA and cuDNN libraries quietly (``onnxruntime.preload_dlls``); the provider that actually runs is read
-back from the session (``Runtime.provider``).
+back from the session (``Predictor.provider``).
 """
 
 import contextlib

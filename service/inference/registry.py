@@ -5,29 +5,85 @@ no version get it. A change (a promotion here, or an alias changed by another pr
 ``refresh``) loads and warms the new version beside the old one, flips the serving version, then retires
 the old one, which closes once its in-flight requests finish: no request fails during a swap.
 
+The registry loads, swaps and releases versions; it runs none of them. A loaded version's data plane is
+its ``Predictor`` (predictor.py), fed by its ``Batcher`` (batcher.py).
+
 Everything here runs on the event loop; session creation and warm-up run in a worker thread.
 """
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-
-import numpy as np
+from dataclasses import dataclass, field
+from typing import Literal
 
 from service.inference.batcher import Batcher
-from service.inference.errors import ModelNotLoaded, StillLoading, VersionInUse
-from service.inference.loaded import FP32, LoadedVersion, calibrated_probabilities, model_file
+from service.inference.errors import ModelNotLoaded, StillLoading, VersionInUse, VersionNotLoaded
+from service.inference.predictor import FP32, Predictor, model_file
 from service.inference.providers import choose_providers, default_threads
-from service.inference.runtime import Runtime
 from service.repository import Manifest, ModelRepository, VersionNotFound
 from service.repository.store import PRODUCTION
-from service.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
 WARMUP_BATCH_SIZES = (1, 8)
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """What the registry needs to know to load and batch versions (built from the settings at the edge)."""
+
+    max_batch_size: int = 32  # images per onnxruntime call
+    max_queue_size: int = 256  # images waiting per version; beyond it, QueueFull
+    max_queue_delay_ms: float = 0.0  # extra wait to fill a batch once the runtime is free
+    inline_compute_ms: float = 5.0  # batches expected to take this long run on the event loop
+    warmup: bool = True  # run a few batches through every session before it serves
+    variant: str = FP32  # served unless a request names another; fp32 when a version lacks it
+    providers: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when it really works, else CPU
+    intra_op_threads: int = 0  # onnxruntime threads per session; 0: cores / workers
+    workers: int = 1  # server processes sharing this machine's cores
+    default_model: str | None = None  # readiness waits for this one; None: every model found at start-up
+
+
+@dataclass(eq=False)
+class LoadedVersion:
+    """A version in memory: its manifest, its predictor, its batcher, and who is using it.
+
+    Requests hold a lease (``in_flight``) while they use it; once retired, it is closed at zero.
+    """
+
+    name: str
+    version: int
+    variant: str
+    manifest: Manifest
+    predictor: Predictor
+    batcher: Batcher
+    pinned: bool = False  # loaded by an admin: stays until unloaded, whatever the aliases say
+    in_flight: int = 0
+    retired: bool = False
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        return (self.name, self.version, self.variant)
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version} ({self.variant})"
+
+    def retire(self) -> None:
+        """No new requests will find it; it closes when the last one in flight finishes."""
+        self.retired = True
+        if self.in_flight == 0:
+            asyncio.get_running_loop().create_task(self.close())
+
+    async def close(self) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        await self.batcher.close()
+        log.info("released %s", self)
 
 
 @dataclass(frozen=True)
@@ -42,15 +98,15 @@ class ModelRegistry:
     def __init__(
         self,
         repository: ModelRepository,
-        settings: ServiceSettings,
+        options: ServingOptions,
         *,
         on_batch: Callable[[LoadedVersion, int, float], None] | None = None,
         on_load: Callable[[LoadedVersion, bool], None] | None = None,
     ) -> None:
         self.repository = repository
-        self.settings = settings
-        self.providers = choose_providers(settings.providers)
-        self.threads = settings.intra_op_threads or default_threads(settings.workers)
+        self.options = options
+        self.providers = choose_providers(options.providers)
+        self.threads = options.intra_op_threads or default_threads(options.workers)
         self._on_batch = on_batch  # (version, batch size, compute seconds), for metrics
         self._on_load = on_load  # (version, loaded: True / released: False), for metrics
         self._loaded: dict[tuple[str, int, str], LoadedVersion] = {}
@@ -68,11 +124,13 @@ class ModelRegistry:
     ) -> Iterator[LoadedVersion]:
         """The loaded version a request asked for, held until the request is done with it."""
         loaded = self.find(name, version=version, alias=alias, variant=variant)
-        loaded.acquire()
+        loaded.in_flight += 1
         try:
             yield loaded
         finally:
-            loaded.release()
+            loaded.in_flight -= 1
+            if loaded.retired and loaded.in_flight == 0:
+                asyncio.get_running_loop().create_task(loaded.close())
 
     def find(
         self, name: str, *, version: int | None = None, alias: str | None = None, variant: str | None = None
@@ -87,16 +145,12 @@ class ModelRegistry:
                     raise StillLoading(f"this server process is still loading {name!r}; retry in a moment")
                 raise ModelNotLoaded(f"model {name!r} is not loaded on this server (see the server log)")
             version = self._serving[name]
-        for candidate in (variant,) if variant else (self.settings.variant, FP32):
+        for candidate in (variant,) if variant else (self.options.variant, FP32):
             loaded = self._loaded.get((name, version, candidate))
             if loaded is not None:
                 return loaded
         self.repository.path(name, version)  # VersionNotFound for a version that does not exist
-        what = f"{name} v{version}" + (f" ({variant})" if variant else "")
-        raise ModelNotLoaded(
-            f"{what} is not loaded on this server; load it with POST /v1/models/{name}/versions/{version}/load"
-            + (f"?variant={variant}" if variant else "")
-        )
+        raise VersionNotLoaded(name, version, variant)
 
     # ---------------------------------------------------------------- status
 
@@ -104,7 +158,7 @@ class ModelRegistry:
         """(ready, why not). Ready once start-up finished and the default model(s) serve."""
         if not self.started:
             return False, "loading and warming the models"
-        wanted = [self.settings.default_model] if self.settings.default_model else self._found_at_start
+        wanted = [self.options.default_model] if self.options.default_model else self._found_at_start
         if not wanted:
             return False, f"no model could be loaded from {self.repository.root} (train one with: imgcls train)"
         missing = [name for name in wanted if name not in self._serving]
@@ -124,7 +178,7 @@ class ModelRegistry:
 
     async def start(self) -> None:
         """Load and warm every model's serving version. A model that fails to load is logged and skipped, and
-        keeps the server not ready (unless IMGCLS_DEFAULT_MODEL names another one)."""
+        keeps the server not ready (unless ``default_model`` names another one)."""
         self._found_at_start = await asyncio.to_thread(self.repository.models)
         await self.refresh()
         self.started = True
@@ -181,7 +235,7 @@ class ModelRegistry:
         return self._locks.setdefault(name, asyncio.Lock())
 
     def _default_variant(self, name: str, version: int) -> str:
-        wanted = self.settings.variant
+        wanted = self.options.variant
         if wanted == FP32 or wanted in self.repository.manifest(name, version).variants:
             return wanted
         log.warning("%s v%s has no %s variant; serving fp32", name, version, wanted)
@@ -219,30 +273,26 @@ class ModelRegistry:
         self._loaded[key] = loaded
         if self._on_load is not None:
             self._on_load(loaded, True)
-        log.info("loaded %s on %s with %d threads", loaded, loaded.runtime.provider, self.threads)
+        log.info("loaded %s on %s with %d threads", loaded, loaded.predictor.provider, self.threads)
         return loaded
 
     def _build(self, manifest: Manifest, variant: str, pinned: bool) -> LoadedVersion:
         """Create the session and warm it up (in a worker thread: this takes from milliseconds to seconds)."""
+        options = self.options
         onnx_path = model_file(self.repository.path(manifest.name, manifest.version), manifest, variant)
-        runtime = Runtime(onnx_path, providers=self.providers, intra_op_threads=self.threads)
-        sample_shape = tuple(manifest.input.shape[1:])
-        if self.settings.warmup:
-            runtime.warm_up(sample_shape, tuple(sorted({*WARMUP_BATCH_SIZES, self.settings.max_batch_size})))
-        temperature = manifest.temperature
-
-        def infer(images: np.ndarray) -> np.ndarray:
-            return calibrated_probabilities(runtime.run(images), temperature)
-
+        predictor = Predictor(onnx_path, manifest.temperature, providers=self.providers, intra_op_threads=self.threads)
+        if options.warmup:
+            sizes = tuple(sorted({*WARMUP_BATCH_SIZES, options.max_batch_size}))
+            predictor.warm_up(tuple(manifest.input.shape[1:]), sizes)
         batcher = Batcher(
-            infer,
+            predictor.predict,
             name=f"{manifest.name}-v{manifest.version}-{variant}",
-            max_batch_size=self.settings.max_batch_size,
-            max_queue_size=self.settings.max_queue_size,
-            max_queue_delay_s=self.settings.max_queue_delay_ms / 1000,
-            inline_compute_s=self.settings.inline_compute_ms / 1000,
+            max_batch_size=options.max_batch_size,
+            max_queue_size=options.max_queue_size,
+            max_queue_delay_s=options.max_queue_delay_ms / 1000,
+            inline_compute_s=options.inline_compute_ms / 1000,
         )
-        loaded = LoadedVersion(manifest.name, manifest.version, variant, manifest, runtime, batcher, pinned=pinned)
-        if (report := self._on_batch) is not None:
-            batcher.on_batch = lambda size, seconds: report(loaded, size, seconds)
+        loaded = LoadedVersion(manifest.name, manifest.version, variant, manifest, predictor, batcher, pinned=pinned)
+        if self._on_batch is not None:
+            batcher.on_batch = functools.partial(self._on_batch, loaded)
         return loaded

@@ -20,7 +20,7 @@ def observe_many(histogram: Any, values: list[float]) -> None:
     """``histogram.observe(v)`` for every value, in one write per bucket touched and one for the sum.
 
     Reaches into prometheus_client's Histogram (``_upper_bounds``, ``_buckets``, ``_sum``, stable since
-    its first releases); tests/service/test_tally.py compares the result with ``observe`` one by one, so
+    its first releases); tests/service/api/fastpath/test_tally.py compares the result with ``observe`` one by one, so
     a release that changes them fails there. The bucket is the first upper bound >= the value, as in
     ``Histogram.observe``.
     """

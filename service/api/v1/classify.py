@@ -6,12 +6,12 @@ from typing import Annotated
 from litestar import Request, post
 from litestar.params import FromPath, Parameter
 
-from service.api.admission import AdmissionControl
-from service.api.answers import JsonAnswer, ok
 from service.api.errors import BadRequest, problems
+from service.api.fastpath.admission import AdmissionControl
+from service.api.fastpath.answers import JsonAnswer, ok
+from service.api.fastpath.uploads import images_from_body
 from service.api.openapi import ClassifyOperation
 from service.api.state import AppState
-from service.api.uploads import images_from_body
 from service.api.v1.schemas import ClassifyResponse, Timings
 from service.inference.classify import classify
 

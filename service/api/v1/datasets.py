@@ -16,8 +16,8 @@ from multipart import MultipartError, MultipartSegment, PushMultipartParser
 
 from service.api.errors import BadRequest, problems
 from service.api.openapi import DatasetUploadOperation
+from service.api.fastpath.uploads import parse_header_params
 from service.api.state import AppState
-from service.api.uploads import parse_header_params
 from service.datasets import ArchiveTooLarge, DatasetInUse, DatasetRecord
 from service.datasets.store import check_name
 

@@ -17,8 +17,7 @@ from service.api.v1.schemas import (
     PromoteRequest,
     VersionInfo,
 )
-from service.inference.loaded import LoadedVersion
-from service.inference.registry import ModelStatus
+from service.inference.registry import LoadedVersion, ModelStatus
 
 VariantQuery = Annotated[str | None, Parameter(description="fp32 or a variant such as int8; default from settings")]
 
@@ -27,7 +26,7 @@ def loaded_info(loaded: LoadedVersion) -> LoadedInfo:
     return LoadedInfo(
         version=loaded.version,
         variant=loaded.variant,
-        provider=loaded.runtime.provider,
+        provider=loaded.predictor.provider,
         pinned=loaded.pinned,
         in_flight=loaded.in_flight,
         queued_images=loaded.batcher.queued_images,

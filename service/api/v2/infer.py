@@ -1,8 +1,9 @@
-"""POST /v2/models/{name}[/versions/{version}]/infer: V2 inference, JSON or binary tensors, on the /v1 batcher.
+"""POST /v2/models/{name}[/versions/{version}]/infer: V2 inference, JSON or binary tensors, on the /v1 path.
 
 The same path as /v1 classify: admission control, the classify scope, the registry's lease (hot swaps stay
-safe), the version's batcher (queue full: 503 with Retry-After, checked before decoding), the decode limits
-for ``image_bytes``, and the same metrics (endpoint ``v2_infer``). Any Content-Type is accepted
+safe), and ``classify`` for both inputs (encoded ``image_bytes`` under the decode limits, or the
+preprocessed ``input`` as it is) through the version's batcher (queue full: 503 with Retry-After, checked
+before decoding), and the same metrics (endpoint ``v2_infer``). Any Content-Type is accepted
 (tritonclient sends none).
 """
 
@@ -10,18 +11,17 @@ import asyncio
 import functools
 import time
 
-import numpy as np
 from litestar import Request, Response, post
 from litestar.params import FromPath
 
-from service.api.admission import AdmissionControl
 from service.api.errors import v2_errors
+from service.api.fastpath.admission import AdmissionControl
 from service.api.openapi import InferOperation
 from service.api.state import AppState
 from service.api.v2.codec import HEADER_LENGTH, InferRequest, decompress, encode_infer_response, parse_infer_request
 from service.api.v2.routes import VersionPath, parse_version, versioned
-from service.api.v2.signature import IMAGE_INPUT, build_outputs, model_input, output_plans
-from service.inference.classify import Classification, classify, top_k_results
+from service.api.v2.signature import IMAGE_INPUT, build_outputs, model_input, output_plans, ranks_needed
+from service.inference.classify import classify
 
 INLINE_PARSE_BYTES = 64 * 1024  # smaller bodies are read on the event loop; larger ones in a thread
 
@@ -49,24 +49,15 @@ async def infer(request: Request, name: FromPath[str], version: VersionPath = No
     read = functools.partial(
         read_request, body, headers.get("content-encoding"), headers.get(HEADER_LENGTH), state.settings.max_body_bytes
     )
-    parse_started = time.perf_counter()
     parsed = read() if len(body) <= INLINE_PARSE_BYTES else await asyncio.to_thread(read)
-    parse_s = time.perf_counter() - parse_started
     with state.registry.lease(name, version=number) as loaded:
         manifest = loaded.manifest
         plans = output_plans(parsed, manifest)
-        chosen = model_input(parsed, manifest, state.settings.max_images_per_request)
+        images = model_input(parsed, manifest, state.settings.max_images_per_request)
         threshold = state.settings.confidence_thresholds.get(name, 0.0)
-        if isinstance(chosen, np.ndarray):
-            outcome = await loaded.classify(chosen)
-            results = top_k_results(outcome.outputs, manifest.labels, 1, threshold)
-            # decode_s: reading the tensor is this input's decoding
-            answer = Classification(
-                results, outcome.outputs, parse_s, outcome.queue_s, outcome.compute_s, outcome.batch_size
-            )
-        else:
-            answer = await classify(loaded, chosen, limits=state.limits, top_k=1, threshold=threshold)
-    outputs = build_outputs(plans, answer.probabilities, manifest.labels)
+        top_k = ranks_needed(plans)
+        answer = await classify(loaded, images, limits=state.limits, top_k=top_k, threshold=threshold)
+    outputs = build_outputs(plans, answer)
     content, json_size = encode_infer_response(loaded.name, loaded.version, parsed.id, outputs)
     state.observe_classification(loaded, answer, time.perf_counter() - started, endpoint="v2_infer")
     if json_size is None:

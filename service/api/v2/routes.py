@@ -14,7 +14,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
 from service.api.auth import Scope
-from service.api.errors import BadRequest, v2_errors
+from service.api.errors import BadRequest, v2_errors, with_route_hint
 from service.api.state import AppState
 from service.api.v2 import signature
 from service.inference.errors import InvalidArgument, ModelNotLoaded
@@ -120,7 +120,8 @@ async def model_ready(request: Request, name: FromPath[str], version: VersionPat
     try:
         loaded = state.registry.find(name, version=parse_version(version))
     except ModelNotLoaded as error:
-        return Response({"name": name, "ready": False, "error": str(error)}, status_code=503, media_type=MediaType.JSON)
+        body = {"name": name, "ready": False, "error": with_route_hint(error)}
+        return Response(body, status_code=503, media_type=MediaType.JSON)
     body = {"name": name, "version": str(loaded.version), "ready": True}
     return Response(body, status_code=200, media_type=MediaType.JSON)
 

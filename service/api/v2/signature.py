@@ -9,7 +9,7 @@ Inputs (a request sends exactly one of them):
   (``Inference-Header-Content-Length: 0``) is one image.
 
 Output ``probabilities`` (FP32 ``[-1, classes]``): calibrated probabilities, softmax(logits / temperature)
-with the manifest's temperature, which is what the batcher computes. The model's raw output (the
+with the manifest's temperature, which is what the version's ``Predictor`` computes. The model's raw output (the
 manifest's ``logits``) is not served. With the classification extension (``classification: k``) the output
 becomes BYTES ``[-1, k]`` of ``"<probability>:<index>:<label>"``, highest first; Triton puts raw output
 values where we put calibrated probabilities.
@@ -24,6 +24,7 @@ import numpy as np
 
 from service.api.v2.codec import InferRequest, InvalidInferRequest, OutputTensor, RequestTooLarge
 from service.api.v2.tensors import BYTES, InvalidTensor
+from service.inference.classify import Classification
 from service.repository import Manifest
 
 IMAGE_INPUT = "image_bytes"
@@ -184,19 +185,25 @@ def output_plans(request: InferRequest, manifest: Manifest) -> list[OutputPlan]:
 # ---------------------------------------------------------------- writing the answer
 
 
-def build_outputs(plans: list[OutputPlan], probabilities: np.ndarray, labels: tuple[str, ...]) -> list[OutputTensor]:
-    """``probabilities`` (n, classes) as the planned outputs, ranked strings for the classification extension."""
+def ranks_needed(plans: list[OutputPlan]) -> int:
+    """Labels to rank per image: the largest ``classification`` asked for, else 1 (the top-1 for metrics)."""
+    return max([1, *(plan.classification for plan in plans)])
+
+
+def build_outputs(plans: list[OutputPlan], answer: Classification) -> list[OutputTensor]:
+    """The answer as the planned outputs: its probabilities (n, classes), or its ranked labels as strings for
+    the classification extension."""
+    probabilities = answer.probabilities
     outputs = []
     for plan in plans:
         if not plan.classification:
             outputs.append(OutputTensor(PROBABILITIES, "FP32", probabilities.shape, probabilities, plan.binary))
             continue
         k = plan.classification
-        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
         ranked = [
-            f"{row[index]:f}:{index}:{labels[index]}".encode()  # "%f", as Triton formats the value
-            for row, indices in zip(probabilities, order, strict=True)
-            for index in indices
+            f"{p.probability:f}:{p.index}:{p.label}".encode()  # "%f", as Triton formats the value
+            for result in answer.results
+            for p in result.top[:k]
         ]
         outputs.append(OutputTensor(PROBABILITIES, BYTES, (len(probabilities), k), ranked, plan.binary))
     return outputs

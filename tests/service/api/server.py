@@ -14,7 +14,7 @@ import httpx
 import uvicorn
 
 from service.api.app import create_app
-from service.api.protocol import OneWriteHttpToolsProtocol
+from service.api.fastpath.protocol import OneWriteHttpToolsProtocol
 from service.settings import ServiceSettings
 
 

@@ -92,6 +92,7 @@ def test_confidence_threshold_marks_low_confidence_answers(service_settings: Ser
 # ------------------------------------------------------------------ bad input: a 4xx that names the problem
 
 
+# A table (fmt: skip at its end): one bad body per line, beside its status and the words its message holds.
 @pytest.mark.parametrize(
     ("content", "content_type", "status", "words"),
     [

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from service.imaging import DecodeLimits, ImageError, decode_image, decode_into, preprocess
-from service.imaging.png import plain_png_pixels
+from service.imaging.decode import plain_png_pixels
 from service.repository.manifest import Preprocessing
 from tests.service.imaging.images import encode
 

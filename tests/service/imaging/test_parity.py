@@ -73,7 +73,7 @@ def classifier(tmp_path_factory: pytest.TempPathFactory) -> ort.InferenceSession
 def test_fashion_mnist_png_uploads_match_training(fashion_test, classifier):
     images, labels = fashion_test
     served = np.empty((len(images), 1, 28, 28), dtype=np.float32)
-    for row, image in enumerate(images):  # the service's path: these plain PNGs take libspng's (png.py)
+    for row, image in enumerate(images):  # the service's path: these plain PNGs take libspng's (decode.py)
         decode_into(encode(Image.fromarray(image), "PNG"), LIMITS, FASHION, served[row])
 
     transform = eval_transform(preprocessing=FASHION)

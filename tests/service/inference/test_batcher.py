@@ -12,7 +12,7 @@ pytestmark = pytest.mark.anyio
 
 
 class GatedModel:
-    """A stand-in runtime whose calls block until the test opens a gate: it records every batch it gets."""
+    """Stands in for Predictor.predict; its calls block until the test opens a gate, and it records each batch."""
 
     def __init__(self) -> None:
         self.batches: list[int] = []
@@ -46,7 +46,7 @@ async def test_an_idle_runtime_takes_a_request_at_once_and_busy_time_gathers_the
     model.gate.set()
     outcomes = await asyncio.gather(first, *followers)
     assert model.batches == [1, 3]
-    assert [float(o.outputs[0, 0]) for o in outcomes] == [2, 4, 6, 8]  # each request got its own rows
+    assert [float(o.probabilities[0, 0]) for o in outcomes] == [2, 4, 6, 8]  # each request got its own rows
     assert [o.batch_size for o in outcomes] == [1, 3, 3, 3]
     await batcher.close()
 
@@ -62,7 +62,7 @@ async def test_batches_respect_max_batch_size_and_keep_requests_whole() -> None:
     model.gate.set()
     outcomes = await asyncio.gather(blocker, *waiting)
     assert model.batches == [1, 3, 4, 1]  # 3 alone (3+2 > 4), then 2+2, then the 1
-    assert [len(o.outputs) for o in outcomes] == [1, 3, 2, 2, 1]
+    assert [len(o.probabilities) for o in outcomes] == [1, 3, 2, 2, 1]
     await batcher.close()
 
 
@@ -97,7 +97,7 @@ async def test_a_runtime_error_reaches_every_request_of_the_batch_and_the_batche
     batcher.start()
     with pytest.raises(RuntimeError, match="exploded"):
         await batcher.submit(images(2, 1))
-    assert (await batcher.submit(images(1, 5))).outputs.shape == (1, 4)
+    assert (await batcher.submit(images(1, 5))).probabilities.shape == (1, 4)
     await batcher.close()
 
 

@@ -4,37 +4,39 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.inference.errors import ModelNotLoaded, ProviderUnavailable, StillLoading, VersionInUse
+from service.inference.errors import ModelNotLoaded, ProviderUnavailable, StillLoading, VersionInUse, VersionNotLoaded
 from service.inference.providers import CPU, choose_providers, cuda_works
-from service.inference.registry import ModelRegistry
+from service.inference.registry import ModelRegistry, ServingOptions
 from service.repository import ModelNotFound, ModelRepository
-from service.settings import ServiceSettings
 
 pytestmark = pytest.mark.anyio
 MODEL = "fashion-mnist"
 
 
-async def started(settings: ServiceSettings) -> ModelRegistry:
-    registry = ModelRegistry(ModelRepository(settings.model_root), settings)
+OPTIONS = ServingOptions(intra_op_threads=1)
+
+
+async def started(model_root: Path) -> ModelRegistry:
+    registry = ModelRegistry(ModelRepository(model_root), OPTIONS)
     await registry.start()
     return registry
 
 
-async def test_start_loads_the_production_version_of_every_model(service_settings: ServiceSettings) -> None:
-    registry = await started(service_settings)
+async def test_start_loads_the_production_version_of_every_model(model_root: Path) -> None:
+    registry = await started(model_root)
     try:
         assert registry.ready() == (True, "ready")
         loaded = registry.find(MODEL)
-        assert (loaded.version, loaded.variant, loaded.runtime.provider) == (1, "fp32", CPU)
-        outcome = await loaded.classify(np.zeros((3, 1, 28, 28), np.float32))
-        assert outcome.outputs.shape == (3, 10)
-        np.testing.assert_allclose(outcome.outputs.sum(axis=1), 1.0, rtol=1e-5)
+        assert (loaded.version, loaded.variant, loaded.predictor.provider) == (1, "fp32", CPU)
+        outcome = await loaded.batcher.submit(np.zeros((3, 1, 28, 28), np.float32))
+        assert outcome.probabilities.shape == (3, 10)
+        np.testing.assert_allclose(outcome.probabilities.sum(axis=1), 1.0, rtol=1e-5)
     finally:
         await registry.stop()
 
 
 async def test_an_empty_repository_is_not_ready_and_says_why(tmp_path: Path) -> None:
-    registry = await started(ServiceSettings(model_root=tmp_path, auth_enabled=False))
+    registry = await started(tmp_path)
     ready, reason = registry.ready()
     assert not ready
     assert "imgcls train" in reason
@@ -43,25 +45,25 @@ async def test_an_empty_repository_is_not_ready_and_says_why(tmp_path: Path) -> 
 
 
 async def test_promotion_swaps_and_the_old_version_closes_after_its_last_request(
-    service_settings: ServiceSettings,
+    model_root: Path,
 ) -> None:
-    registry = await started(service_settings)
+    registry = await started(model_root)
     try:
         with registry.lease(MODEL) as old:
             await registry.promote(MODEL, 2)
             assert registry.find(MODEL).version == 2  # new requests go to v2 at once
             assert old.retired and not old.closed.is_set()  # v1 still finishes what it holds
-            await old.classify(np.zeros((1, 1, 28, 28), np.float32))
+            await old.batcher.submit(np.zeros((1, 1, 28, 28), np.float32))
         await asyncio.wait_for(old.closed.wait(), timeout=5)
         assert registry.repository.aliases(MODEL)["production"] == 2
     finally:
         await registry.stop()
 
 
-async def test_load_unload_and_the_serving_version_is_protected(service_settings: ServiceSettings) -> None:
-    registry = await started(service_settings)
+async def test_load_unload_and_the_serving_version_is_protected(model_root: Path) -> None:
+    registry = await started(model_root)
     try:
-        with pytest.raises(ModelNotLoaded, match="/versions/2/load"):
+        with pytest.raises(VersionNotLoaded, match=r"v2 is not loaded on this server$"):  # the API adds how to load it
             registry.find(MODEL, version=2)
         loaded = await registry.load(MODEL, 2, None)
         assert loaded.pinned and registry.find(MODEL, version=2) is loaded
@@ -75,10 +77,10 @@ async def test_load_unload_and_the_serving_version_is_protected(service_settings
         await registry.stop()
 
 
-async def test_refresh_follows_an_alias_moved_by_another_process(service_settings: ServiceSettings) -> None:
-    registry = await started(service_settings)
+async def test_refresh_follows_an_alias_moved_by_another_process(model_root: Path) -> None:
+    registry = await started(model_root)
     try:
-        ModelRepository(service_settings.model_root).set_alias(MODEL, "production", 2)
+        ModelRepository(model_root).set_alias(MODEL, "production", 2)
         await registry.refresh()
         assert registry.find(MODEL).version == 2
         assert registry.find(MODEL, alias="production").version == 2
@@ -95,17 +97,17 @@ def test_providers_cpu_here_and_cuda_refused_clearly_without_a_gpu() -> None:
         choose_providers("cuda")
 
 
-async def test_a_process_still_loading_says_so_instead_of_not_loaded(service_settings: ServiceSettings) -> None:
-    registry = ModelRegistry(ModelRepository(service_settings.model_root), service_settings)
+async def test_a_process_still_loading_says_so_instead_of_not_loaded(model_root: Path) -> None:
+    registry = ModelRegistry(ModelRepository(model_root), OPTIONS)
     with pytest.raises(StillLoading, match="retry in a moment"):  # another worker may already be ready
         registry.find(MODEL)
 
 
-async def test_a_model_that_fails_to_load_keeps_the_server_not_ready(service_settings: ServiceSettings) -> None:
-    repository = ModelRepository(service_settings.model_root)
+async def test_a_model_that_fails_to_load_keeps_the_server_not_ready(model_root: Path) -> None:
+    repository = ModelRepository(model_root)
     broken = repository.path(MODEL, 1) / "model.onnx"
     broken.write_bytes(b"not the file the manifest hashed")
-    registry = await started(service_settings)
+    registry = await started(model_root)
     ready, reason = registry.ready()
     assert not ready
     assert MODEL in reason

@@ -4,7 +4,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.api.protocol import JoinedWrites
+from service.api.fastpath.protocol import JoinedWrites
 
 pytestmark = pytest.mark.anyio
 

@@ -3,7 +3,7 @@ import math
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from service.tally import Tally
+from service.api.fastpath.tally import Tally
 
 # Values on and around every bound, and beyond the last one: where an off-by-one in the bucket lookup shows.
 BUCKETS = (0.001, 0.01, 0.1, 1.0)

@@ -71,6 +71,7 @@ def test_a_raw_body_is_one_element_of_the_raw_input() -> None:
     assert (tensor.name, tensor.datatype, tensor.shape, tensor.values) == (RAW, "BYTES", (1,), [b"\xff\xd8 a jpeg"])
 
 
+# A table (fmt: skip at its end): one broken request per case, beside what it raises and says.
 @pytest.mark.parametrize(
     ("body", "length", "error", "message"),
     [

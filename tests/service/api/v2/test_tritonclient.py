@@ -47,8 +47,11 @@ def test_health_and_server_metadata(client: triton.InferenceServerClient, shared
     metadata = client.get_server_metadata()
     assert metadata["name"] == "imgcls"
     assert sorted(metadata["extensions"]) == [
-        "binary_tensor_data", "classification", "model_configuration", "model_repository",
-    ]  # fmt: skip
+        "binary_tensor_data",
+        "classification",
+        "model_configuration",
+        "model_repository",
+    ]
 
 
 def test_model_metadata_declares_exactly_what_infer_returns(
@@ -73,8 +76,12 @@ def test_triton_style_config(client: triton.InferenceServerClient) -> None:
     config = client.get_model_config(MODEL)
     assert (config["platform"], config["max_batch_size"]) == ("onnxruntime_onnx", 64)
     assert config["input"][0] == {
-        "name": "input", "data_type": "TYPE_FP32", "format": "FORMAT_NCHW", "dims": [1, 28, 28], "optional": True,
-    }  # fmt: skip
+        "name": "input",
+        "data_type": "TYPE_FP32",
+        "format": "FORMAT_NCHW",
+        "dims": [1, 28, 28],
+        "optional": True,
+    }
     assert config["input"][1]["data_type"] == "TYPE_STRING"
     assert config["output"] == [{"name": "probabilities", "data_type": "TYPE_FP32", "dims": [10]}]
     assert client.get_model_config(MODEL, "1") == config

@@ -1,0 +1,51 @@
+"""The data plane of a loaded version: onnxruntime, then the manifest's temperature."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from service.inference.errors import VariantNotFound
+from service.inference.predictor import Predictor, model_file
+from service.inference.providers import CPU
+from service.repository import ModelRepository
+
+MODEL = "fashion-mnist"
+
+
+def images(count: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((count, 1, 28, 28)).astype(np.float32)
+
+
+def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    scaled = logits.astype(np.float64) / temperature
+    exp = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 2.5])
+def test_predict_is_the_softmax_of_the_logits_over_the_temperature(
+    repository: ModelRepository, temperature: float
+) -> None:
+    manifest = repository.manifest(MODEL, 1)
+    path = model_file(repository.path(MODEL, 1), manifest, "fp32")
+    predictor = Predictor(path, temperature, providers=[CPU], intra_op_threads=1)
+    batch = images(5)
+    logits = ort.InferenceSession(str(path), providers=[CPU]).run(None, {manifest.input.name: batch})[0]
+    probabilities = predictor.predict(batch)
+    assert probabilities.dtype == np.float32 and probabilities.shape == (5, len(manifest.labels))
+    np.testing.assert_allclose(probabilities, softmax(logits, temperature), rtol=1e-5, atol=1e-7)
+
+
+def test_a_higher_temperature_flattens_the_probabilities_and_keeps_the_ranking(repository: ModelRepository) -> None:
+    manifest = repository.manifest(MODEL, 1)
+    path = model_file(repository.path(MODEL, 1), manifest, "fp32")
+    sharp = Predictor(path, 1.0, providers=[CPU], intra_op_threads=1).predict(images(8))
+    flat = Predictor(path, 4.0, providers=[CPU], intra_op_threads=1).predict(images(8))
+    assert (flat.max(axis=1) < sharp.max(axis=1)).all()
+    np.testing.assert_array_equal(flat.argmax(axis=1), sharp.argmax(axis=1))
+
+
+def test_an_unknown_variant_names_the_known_ones(repository: ModelRepository) -> None:
+    manifest = repository.manifest(MODEL, 1)
+    with pytest.raises(VariantNotFound, match=r"no variant 'int4'.*known: fp32"):
+        model_file(repository.path(MODEL, 1), manifest, "int4")
