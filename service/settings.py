@@ -99,6 +99,19 @@ class ServiceSettings(JobSettings):
     watch_interval_s: float = Field(default=2.0, gt=0)  # poll aliases and new versions this often
 
 
+class NoApiKeys(ValueError):
+    """Auth is on and no key is configured: the server would refuse every request."""
+
+
+def check_keys(*, auth_enabled: bool, api_keys: tuple[ApiKey, ...]) -> None:
+    """Refuse to serve with auth on and no key; the API (``Authenticator``) and ``imgcls serve`` both ask."""
+    if auth_enabled and not api_keys:
+        raise NoApiKeys(
+            "auth is on but IMGCLS_API_KEYS is empty: create a key with 'imgcls api-key new', "
+            "or turn auth off for local use (imgcls serve --no-auth, IMGCLS_AUTH_ENABLED=false)"
+        )
+
+
 def describe_invalid(error: ValidationError) -> str:
     """One line naming every bad ``IMGCLS_`` variable, for a process that cannot start with them."""
     problems = []

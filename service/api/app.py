@@ -53,13 +53,11 @@ def quiet_garbage_collector() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def create_app(settings: ServiceSettings | None = None) -> Litestar:
-    settings = settings or ServiceSettings()
-    if settings.auth_enabled and not settings.api_keys:
-        raise ValueError(
-            "IMGCLS_AUTH_ENABLED is on but IMGCLS_API_KEYS is empty: create a key with 'imgcls api-key new', "
-            "or set IMGCLS_AUTH_ENABLED=false for local use"
-        )
+def create_app(settings: ServiceSettings) -> Litestar:
+    """The API, built from ``settings`` alone (``imgcls serve`` builds and validates them once per server)."""
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None  # connects on first use
+    limiter = RateLimiter(settings.rate_limit_per_minute, redis)
+    auth = Authenticator(enabled=settings.auth_enabled, keys=settings.api_keys, limiter=limiter)
     metrics = Metrics()
     registry = ModelRegistry(
         ModelRepository(settings.model_root),
@@ -67,7 +65,6 @@ def create_app(settings: ServiceSettings | None = None) -> Litestar:
         on_batch=metrics.observe_batch,
         on_load=metrics.observe_load,
     )
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     limits = decode_limits(settings)
     dataset_limits = DatasetLimits(
         max_upload_bytes=settings.dataset_max_upload_bytes,
@@ -81,7 +78,7 @@ def create_app(settings: ServiceSettings | None = None) -> Litestar:
         settings=settings,
         registry=registry,
         metrics=metrics,
-        auth=Authenticator(settings, RateLimiter(settings.rate_limit_per_minute, redis)),
+        auth=auth,
         limits=limits,
         admission=Admission(settings.max_concurrent_requests, settings.refusal_delay_ms / 1000),
         redis_url=settings.redis_url,

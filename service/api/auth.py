@@ -9,13 +9,17 @@ import hashlib
 import hmac
 import secrets
 import time
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+from litestar import Request
 from litestar.connection import ASGIConnection
 from redis.asyncio import Redis
 
 from service.api.errors import Forbidden, RateLimited, Unauthorized
-from service.settings import ApiKey, ServiceSettings
+from service.settings import ApiKey, check_keys
+
+if TYPE_CHECKING:  # state.py holds the Authenticator: a runtime import would be a cycle
+    from service.api.state import AppState
 
 Scope = Literal["classify", "admin", "train"]  # train is never implied by admin: datasets and jobs need it named
 ANONYMOUS = ApiKey(name="anonymous", sha256="0" * 64, scopes=frozenset({"classify", "admin", "train"}))
@@ -59,9 +63,10 @@ class RateLimiter:
 
 
 class Authenticator:
-    def __init__(self, settings: ServiceSettings, limiter: RateLimiter) -> None:
-        self.enabled = settings.auth_enabled
-        self.keys = settings.api_keys
+    def __init__(self, *, enabled: bool, keys: tuple[ApiKey, ...], limiter: RateLimiter) -> None:
+        check_keys(auth_enabled=enabled, api_keys=keys)
+        self.enabled = enabled
+        self.keys = keys
         self.limiter = limiter
 
     def identify(self, presented: str | None) -> ApiKey:
@@ -79,10 +84,7 @@ class Authenticator:
         return match
 
     async def authorize(self, connection: ASGIConnection, scope: Scope) -> ApiKey:
-        """The caller's key if it has ``scope`` (and is within its rate limit); raise otherwise.
-
-        Handlers call this first thing (rather than through route guards, which copy the handler per request).
-        """
+        """The caller's key if it has ``scope`` (and is within its rate limit); raise otherwise."""
         header = connection.headers.get("authorization", "")
         presented = header[7:].strip() if header[:7].lower() == "bearer " else connection.headers.get("x-api-key")
         key = self.identify(presented)
@@ -91,3 +93,13 @@ class Authenticator:
         if self.enabled:
             await self.limiter.check(key.name)
         return key
+
+
+async def authorized(request: Request, scope: Scope) -> "AppState":
+    """The app's state once the request's key has ``scope``: the first line of every keyed handler.
+
+    A call rather than a route guard: Litestar copies a guarded handler per request, and this is the hot path.
+    """
+    state: AppState = request.app.state.imgcls
+    await state.auth.authorize(request, scope)
+    return state

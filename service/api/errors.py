@@ -108,6 +108,10 @@ def with_route_hint(error: Exception) -> str:
     if isinstance(error, VersionNotLoaded):
         query = f"?variant={error.variant}" if error.variant else ""
         return f"{error}; load it with POST /v1/models/{error.name}/versions/{error.version}/load{query}"
+    if isinstance(error, DatasetNotFound):
+        return f"{error}; GET /v1/datasets lists them"
+    if isinstance(error, JobNotFound):
+        return f"{error}; GET /v1/fine-tuning/jobs lists them"
     return str(error)
 
 

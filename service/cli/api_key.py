@@ -15,9 +15,14 @@ def api_key() -> None:
 @api_key.command("new")
 @click.option("--name", required=True, help="Who holds the key (shown in logs and rate-limit messages).")
 @click.option(
-    "--scope", "scopes", multiple=True, type=click.Choice(["classify", "admin", "train"]), default=("classify",),
-    show_default=True, help="Repeat for several scopes.",
-)  # fmt: skip
+    "--scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice(["classify", "admin", "train"]),
+    default=("classify",),
+    show_default=True,
+    help="Repeat for several scopes.",
+)
 def new(name: str, scopes: tuple[str, ...]) -> None:
     """Print a new random key (give it to the client; it is not stored) and its settings entry."""
     key = new_key()

@@ -20,6 +20,7 @@ import httpx
 import msgspec
 from tqdm import tqdm
 
+from service.cli.errors import UserError
 from service.jobs.hyperparameters import SWEEPABLE
 from service.jobs.record import FINISHED, Job, JobEvent, JobPage, JobStatus
 
@@ -33,14 +34,11 @@ MAX_RECONNECTS = 60  # failed tries in a row before watch gives up
 USAGE_STATUSES = frozenset({400, 404, 422})
 
 
-class ClientError(click.ClickException):
-    """A problem shown as one line, ``error: <message>``, without a traceback (exit 1), as training/cli does."""
+class ClientError(UserError):
+    """A problem shown as one line, ``error: <message>``, without a traceback (exit 1)."""
 
     retriable = False  # the server is down or busy (unreachable, 503): watch tries again
     retry_after_s = 0.0  # a 503's Retry-After
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
 
 
 class BadInput(ClientError):
@@ -88,8 +86,10 @@ class Api:
 
     def unreachable(self, error: httpx.TransportError) -> ClientError:
         what = "did not answer in time" if isinstance(error, httpx.TimeoutException) else "cannot be reached"
-        unreachable = ClientError(f"the imgcls API at {self.url} {what} ({error or type(error).__name__}); "
-                                  "is `imgcls serve` running there? (--url, env IMGCLS_URL)")  # fmt: skip
+        unreachable = ClientError(
+            f"the imgcls API at {self.url} {what} ({error or type(error).__name__}); "
+            "is `imgcls serve` running there? (--url, env IMGCLS_URL)"
+        )
         unreachable.retriable = True
         return unreachable
 
@@ -161,11 +161,18 @@ def upload(api: Api, path: Path) -> dict[str, Any]:
         if path.is_dir():
             archive = Path(scratch) / "dataset.zip"
             if zip_folder(path, archive) == 0:
-                raise click.BadParameter(f"{path} holds no files (expected one sub-folder of images per class)",
-                                         param_hint="PATH")  # fmt: skip
+                raise click.BadParameter(
+                    f"{path} holds no files (expected one sub-folder of images per class)", param_hint="PATH"
+                )
         with archive.open("rb") as body:
-            answer = api.call("POST", "/v1/datasets", content=body, params={"name": name} if name else {},
-                              headers={"Content-Type": "application/zip"}, timeout=UPLOAD_TIMEOUT)  # fmt: skip
+            answer = api.call(
+                "POST",
+                "/v1/datasets",
+                content=body,
+                params={"name": name} if name else {},
+                headers={"Content-Type": "application/zip"},
+                timeout=UPLOAD_TIMEOUT,
+            )
     record: dict[str, Any] = answer.json()
     return record
 
@@ -201,8 +208,11 @@ def outcome(job: Job) -> str:
     if job.status == "succeeded" and job.result is not None:
         r = job.result
         accuracy = r.metrics.get("test_accuracy")
-        return (f"succeeded: published {r.model} v{r.version}" + (" (production)" if r.promoted else "")
-                + (f", test accuracy {accuracy:.4f}" if accuracy is not None else ""))  # fmt: skip
+        return (
+            f"succeeded: published {r.model} v{r.version}"
+            + (" (production)" if r.promoted else "")
+            + (f", test accuracy {accuracy:.4f}" if accuracy is not None else "")
+        )
     return job.status + (f": {job.error.message}" if job.error is not None else "")
 
 
@@ -230,8 +240,9 @@ class Watcher:
     def read_stream(self) -> bool:
         """One connection: True when the job's final status came; False when the stream ended before it."""
         headers = {"Accept": "text/event-stream", **({"Last-Event-ID": self.last_id} if self.last_id else {})}
-        with self.api.client.stream("GET", f"{JOBS}/{self.job.id}/events", headers=headers,
-                                    timeout=STREAM_TIMEOUT) as answer:  # fmt: skip
+        with self.api.client.stream(
+            "GET", f"{JOBS}/{self.job.id}/events", headers=headers, timeout=STREAM_TIMEOUT
+        ) as answer:
             if answer.is_error:
                 answer.read()
                 raise problem(answer)
@@ -296,9 +307,15 @@ def table(jobs: list[Job]) -> str:
         return f"{done}/{total_epochs(job)} epochs" if job.status != "queued" else ""
 
     rows = [("ID", "STATUS", "BASE", "CREATED", "RESULT")] + [
-        (job.id, job.status, f"{job.base_model} v{job.base_version}", job.created_at[:19].replace("T", " "),
-         result(job)) for job in jobs
-    ]  # fmt: skip
+        (
+            job.id,
+            job.status,
+            f"{job.base_model} v{job.base_version}",
+            job.created_at[:19].replace("T", " "),
+            result(job),
+        )
+        for job in jobs
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)] + [0]  # the last column is not padded
     lines = ("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
     return "\n".join(line.rstrip() for line in lines)
@@ -336,8 +353,12 @@ def jobs(ctx: click.Context, url: str, api_key: str | None) -> None:
 @connection_options
 @jobs.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--base", required=True, metavar="NAME[:VERSION]",
-              help="Published model to start from (VERSION: a number or an alias; default: production).")  # fmt: skip
+@click.option(
+    "--base",
+    required=True,
+    metavar="NAME[:VERSION]",
+    help="Published model to start from (VERSION: a number or an alias; default: production).",
+)
 @click.option("--epochs", type=int, help="Passes over the training images.")
 @click.option("--batch-size", type=int, multiple=True, help="Images per update; repeat it to sweep.")
 @click.option("--optimizer", multiple=True, help="adamw, sgd, ...; repeat it to sweep.")
@@ -353,8 +374,12 @@ def jobs(ctx: click.Context, url: str, api_key: str | None) -> None:
 @click.option("--suffix", help="Publish as <base>-<suffix> [default: see docs/api.md].")
 @click.option("--metadata", multiple=True, metavar="KEY=VALUE", help="A label for the job; repeatable.")
 @click.option("--wait", is_flag=True, help="Then follow the job as `imgcls jobs watch` does.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the job as one JSON object (with --wait, the finished job follows as another).")  # fmt: skip
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the job as one JSON object (with --wait, the finished job follows as another).",
+)
 @click.pass_obj
 def submit(
     api: Api,
@@ -379,13 +404,21 @@ def submit(
     labels = parse_pairs(metadata, "--metadata")
     dataset = upload(api, path)
     skipped = f", {dataset['skipped_count']} skipped" if dataset.get("skipped_count") else ""
-    click.echo(f"dataset {dataset['id']}: {dataset['files']} images in {len(dataset['classes'])} classes{skipped}",
-               err=True)  # fmt: skip
+    click.echo(
+        f"dataset {dataset['id']}: {dataset['files']} images in {len(dataset['classes'])} classes{skipped}", err=True
+    )
     body = {
-        "base_model": model, "dataset": dataset["id"], "base_version": version, "seed": seed,
-        "validation_split": validation_split, "hyperparameters": hyperparameters(options),
-        "auto_promote": auto_promote, "min_accuracy": min_accuracy, "suffix": suffix, "metadata": labels,
-    }  # fmt: skip
+        "base_model": model,
+        "dataset": dataset["id"],
+        "base_version": version,
+        "seed": seed,
+        "validation_split": validation_split,
+        "hyperparameters": hyperparameters(options),
+        "auto_promote": auto_promote,
+        "min_accuracy": min_accuracy,
+        "suffix": suffix,
+        "metadata": labels,
+    }
     try:
         raw = api.call("POST", JOBS, json={key: value for key, value in body.items() if value is not None}).json()
     except BadInput:  # the job was refused: its dataset would be left behind, unused

@@ -31,7 +31,7 @@ class ArchiveTooLarge(DatasetError):
 class DatasetNotFound(DatasetError):
     def __init__(self, dataset_id: str) -> None:
         shown = dataset_id if len(dataset_id) <= 64 else dataset_id[:64] + "..."
-        super().__init__(f"no dataset with id {shown!r} (GET /v1/datasets lists them)")
+        super().__init__(f"no dataset with id {shown!r}")
         self.dataset_id = dataset_id
 
 

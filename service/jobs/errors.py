@@ -15,7 +15,7 @@ class InvalidHyperparameters(InvalidJob):
 
 class JobNotFound(JobError):
     def __init__(self, job_id: str) -> None:
-        super().__init__(f"no fine-tuning job {job_id!r}; GET /v1/fine-tuning/jobs lists them")
+        super().__init__(f"no fine-tuning job {job_id!r}")
         self.job_id = job_id
 
 

@@ -1,6 +1,7 @@
 """The api image's dependency set, proven without Docker: a fresh virtual environment with only the base
 dependencies of pyproject.toml (what the Dockerfile's api targets install) serves a published model and
-classifies an image, and has no torch."""
+classifies an image, and has no torch; the service's commands run without importing the training package,
+as in the api image, which does not ship it."""
 
 import os
 import shutil
@@ -51,8 +52,9 @@ def test_the_api_dependencies_alone_serve_a_published_model(api_venv: Path, serv
     missing = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True)
     assert missing.returncode != 0 and "No module named 'torch'" in missing.stderr
 
-    answer = httpx.post(f"{served}/v1/models/fashion-mnist/classify", content=png_bytes(),
-                        headers={"Content-Type": "image/png"})  # fmt: skip
+    answer = httpx.post(
+        f"{served}/v1/models/fashion-mnist/classify", content=png_bytes(), headers={"Content-Type": "image/png"}
+    )
     assert answer.status_code == 200, answer.text
     assert answer.json()["model"] == "fashion-mnist" and len(answer.json()["results"][0]["top"]) == 5
 
@@ -63,4 +65,41 @@ def test_training_commands_say_what_this_install_lacks(api_venv: Path) -> None:
     assert result.stderr.strip() == (
         "error: imgcls train needs the training dependencies (torch is not installed): pip install "
         "'imgcls[train]'; this installation has the API's only (as the api image)"
+    )
+
+
+def imgcls_without_training(api_venv: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``imgcls <args>`` with the training package made unimportable, then the top-level packages it imported."""
+    code = (
+        "import sys\n"
+        "sys.modules['training'] = None  # import training now fails, as in the api image\n"
+        "from service.cli import main\n"
+        "try:\n"
+        f"    main({list(args)!r})\n"
+        "finally:\n"
+        "    loaded = {name.split('.')[0] for name, module in sys.modules.items() if module is not None}\n"
+        "    print('imported:', sorted(loaded & {'torch', 'training'}))\n"
+    )
+    python = str(api_venv / "bin" / "python")
+    return subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=60)
+
+
+def test_the_service_commands_run_without_the_training_package(api_venv: Path, tmp_path: Path) -> None:
+    serve = imgcls_without_training(api_venv, tmp_path, "serve", "--help")
+    assert serve.returncode == 0, serve.stderr
+    assert "--workers" in serve.stdout
+    assert serve.stdout.splitlines()[-1] == "imported: []"
+
+    listing = imgcls_without_training(api_venv, tmp_path, "--help")
+    assert listing.returncode == 0, listing.stderr
+    assert "serve" in listing.stdout and "fine-tune" not in listing.stdout
+    assert "Training commands (train, evaluate, fine-tune, worker, ...) need pip install 'imgcls[train]'." in (
+        " ".join(listing.stdout.split())
+    )
+
+    train = imgcls_without_training(api_venv, tmp_path, "train")
+    assert train.returncode == 2
+    assert train.stderr.strip() == (
+        "error: no command 'train' here: this installation has the service's only (serve, classify, api-key, "
+        "jobs); training's commands need pip install 'imgcls[train]'"
     )

@@ -14,11 +14,11 @@ from click.testing import CliRunner
 from PIL import Image
 from torch import nn
 
+from service.cli import cli
 from service.imaging import preprocess
 from service.jobs.hyperparameters import LR_POLICIES, OPTIMIZERS, FineTuneConfig, build_finetune_config
 from service.repository import ModelRepository
 from service.repository.run_folder import TrialFolder
-from training.cli import cli
 from training.config import TrainConfig
 from training.data import DatasetBundle, load_dataset
 from training.errors import InvalidHyperparameter

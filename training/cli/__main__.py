@@ -1,5 +1,5 @@
-"""``python -m training.cli`` is ``imgcls``."""
+"""``python -m training.cli`` is ``imgcls`` (``service.cli``), as ``python -m service.cli`` is."""
 
-from training.cli import main
+from service.cli import main
 
 main()

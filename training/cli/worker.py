@@ -9,11 +9,16 @@ from training.worker.app import create_worker_app
 
 
 @click.command("worker")
-@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Trials run at once, each in its own process (one per GPU on GPU hosts).")  # fmt: skip
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Trials run at once, each in its own process (one per GPU on GPU hosts).",
+)
 @click.option("--queue", "-Q", help="Queue to take jobs from [default: IMGCLS_JOB_QUEUE, 'fine-tuning'].")
-@click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
-              show_default=True)  # fmt: skip
+@click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 def worker(concurrency: int, queue: str | None, loglevel: str) -> None:
     """Run fine-tuning jobs submitted to the API (POST /v1/fine-tuning/jobs).
 
@@ -26,7 +31,15 @@ def worker(concurrency: int, queue: str | None, loglevel: str) -> None:
     if not settings.redis_url:
         raise click.UsageError("IMGCLS_REDIS_URL is not set: the worker takes its jobs from Redis")
     app = create_worker_app(settings, concurrency=concurrency)
-    app.worker_main([
-        "worker", f"--loglevel={loglevel}", "--queues", queue or settings.job_queue,
-        "--hostname", f"imgcls-{os.getpid()}@%h", "--without-mingle", "--without-gossip",
-    ])  # fmt: skip
+    app.worker_main(
+        [
+            "worker",
+            f"--loglevel={loglevel}",
+            "--queues",
+            queue or settings.job_queue,
+            "--hostname",
+            f"imgcls-{os.getpid()}@%h",
+            "--without-mingle",
+            "--without-gossip",
+        ]
+    )

@@ -14,10 +14,10 @@ from litestar import Request, delete, get, post
 from litestar.params import FromPath, Parameter
 from multipart import MultipartError, MultipartSegment, PushMultipartParser
 
+from service.api.auth import authorized
 from service.api.errors import BadRequest, problems
-from service.api.openapi import DatasetUploadOperation
 from service.api.fastpath.uploads import parse_header_params
-from service.api.state import AppState
+from service.api.openapi import DatasetUploadOperation
 from service.datasets import ArchiveTooLarge, DatasetInUse, DatasetRecord
 from service.datasets.store import check_name
 
@@ -120,12 +120,6 @@ def name_from_file(filename: str | None) -> str | None:
         return None
 
 
-async def authorized(request: Request) -> AppState:
-    state: AppState = request.app.state.imgcls
-    await state.auth.authorize(request, "train")
-    return state
-
-
 @post(
     "/v1/datasets",
     status_code=201,
@@ -136,7 +130,7 @@ async def authorized(request: Request) -> AppState:
 )
 async def upload_dataset(request: Request, name: NameQuery = None) -> DatasetRecord:
     """Store a zip of class folders (cat/1.jpg, dog/2.jpg); answers the classes, counts and skipped files."""
-    state = await authorized(request)
+    state = await authorized(request, "train")
     store = state.datasets
     with store.upload_file() as path:
         filename = await receive_zip(request, path, store.limits.max_upload_bytes)
@@ -146,23 +140,25 @@ async def upload_dataset(request: Request, name: NameQuery = None) -> DatasetRec
 @get("/v1/datasets", tags=["datasets"], responses=problems())
 async def list_datasets(request: Request) -> list[DatasetRecord]:
     """Every stored dataset, newest first."""
-    store = (await authorized(request)).datasets
+    store = (await authorized(request, "train")).datasets
     return await asyncio.to_thread(store.records)
 
 
 @get("/v1/datasets/{dataset_id:str}", tags=["datasets"], responses=problems(404))
 async def dataset_detail(request: Request, dataset_id: FromPath[str]) -> DatasetRecord:
-    store = (await authorized(request)).datasets
+    store = (await authorized(request, "train")).datasets
     return await asyncio.to_thread(store.get, dataset_id)
 
 
 @delete("/v1/datasets/{dataset_id:str}", status_code=204, tags=["datasets"], responses=problems(404, 409, 503))
 async def delete_dataset(request: Request, dataset_id: FromPath[str]) -> None:
     """Delete a dataset; 409 while a fine-tuning job that has not finished uses it."""
-    state = await authorized(request)
+    state = await authorized(request, "train")
     if state.jobs is not None:
         users = [job.id for job in await asyncio.to_thread(state.jobs.active_jobs) if job.dataset == dataset_id]
         if users:
-            raise DatasetInUse(f"dataset {dataset_id} is used by fine-tuning job(s) {', '.join(users)}; "
-                               "delete it once they finished, or cancel them first")  # fmt: skip
+            raise DatasetInUse(
+                f"dataset {dataset_id} is used by fine-tuning job(s) {', '.join(users)}; "
+                "delete it once they finished, or cancel them first"
+            )
     await asyncio.to_thread(state.datasets.delete, dataset_id)

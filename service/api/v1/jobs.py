@@ -19,6 +19,7 @@ from litestar.params import FromPath, JSONBody, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from redis.asyncio import Redis
 
+from service.api.auth import authorized
 from service.api.errors import BadRequest, problems
 from service.api.openapi import EventStreamOperation
 from service.api.state import AppState
@@ -57,8 +58,7 @@ class TrialCheckpoint(msgspec.Struct, frozen=True):
 
 
 async def job_store(request: Request) -> tuple[AppState, JobStore]:
-    state: AppState = request.app.state.imgcls
-    await state.auth.authorize(request, "train")
+    state = await authorized(request, "train")
     if state.jobs is None:
         raise JobStoreUnavailable("fine-tuning jobs need Redis: set IMGCLS_REDIS_URL (see docs/operations.md)")
     return state, state.jobs

@@ -6,9 +6,8 @@ from typing import Annotated
 from litestar import Request, get, post
 from litestar.params import FromPath, JSONBody, Parameter
 
-from service.api.auth import Scope
+from service.api.auth import authorized
 from service.api.errors import problems
-from service.api.state import AppState
 from service.api.v1.schemas import (
     LineageInfo,
     LoadedInfo,
@@ -35,12 +34,6 @@ def loaded_info(loaded: LoadedVersion) -> LoadedInfo:
 
 def summary(status: ModelStatus) -> ModelSummary:
     return ModelSummary(status.name, status.serving_version, status.aliases, [loaded_info(v) for v in status.loaded])
-
-
-async def authorized(request: Request, scope: Scope) -> AppState:
-    state: AppState = request.app.state.imgcls
-    await state.auth.authorize(request, scope)
-    return state
 
 
 @get("/v1/models", tags=["models"], responses=problems())

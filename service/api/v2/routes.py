@@ -13,7 +13,7 @@ from litestar import MediaType, Request, Response, get, post
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
-from service.api.auth import Scope
+from service.api.auth import authorized
 from service.api.errors import BadRequest, v2_errors, with_route_hint
 from service.api.state import AppState
 from service.api.v2 import signature
@@ -38,12 +38,6 @@ def parse_version(text: str | None) -> int | None:
     if not (text.isascii() and text.isdigit()) or int(text) < 1:  # isdigit alone passes '¹', which int() refuses
         raise InvalidArgument(f"the model version must be a positive integer, got {text!r}")
     return int(text)
-
-
-async def authorized(request: Request, scope: Scope) -> AppState:
-    state: AppState = request.app.state.imgcls
-    await state.auth.authorize(request, scope)
-    return state
 
 
 async def version_manifest(state: AppState, name: str, version: int | None) -> Manifest:

@@ -20,9 +20,13 @@ ZIP = {"content-type": "application/zip"}
 
 def settings_for(root: Path, **update: object) -> ServiceSettings:
     settings = ServiceSettings(
-        model_root=root / "models", data_root=root / "data", auth_enabled=False, intra_op_threads=1,
-        max_body_bytes=MAX_BODY, dataset_max_upload_bytes=MAX_UPLOAD,
-    )  # fmt: skip
+        model_root=root / "models",
+        data_root=root / "data",
+        auth_enabled=False,
+        intra_op_threads=1,
+        max_body_bytes=MAX_BODY,
+        dataset_max_upload_bytes=MAX_UPLOAD,
+    )
     return settings.model_copy(update=update)
 
 
@@ -112,7 +116,7 @@ def test_bad_requests(server: str) -> None:
     no_file = httpx.post(url, files={"data": ("a.zip", GOOD, "application/zip")})
     assert_problem(no_file, 400, "no multipart field named 'file' (found: data)")
     assert_problem(upload(server, GOOD, name="x" * 101), 400, "name")
-    assert_problem(httpx.get(f"{url}/ds_.."), 404, "no dataset with id 'ds_..'")
+    assert_problem(httpx.get(f"{url}/ds_.."), 404, "no dataset with id 'ds_..'; GET /v1/datasets lists them")
     assert_problem(httpx.delete(f"{url}/..%2F..%2Fmodels"), 404)
 
 

@@ -208,7 +208,7 @@ def served(trained_repository: Path, tmp_path_factory: pytest.TempPathFactory) -
     with_resized_model(root)
     port = free_port()
     env = {**os.environ, "IMGCLS_MODEL_ROOT": str(root), "IMGCLS_INTRA_OP_THREADS": "1", "IMGCLS_WORKERS": "1"}
-    command = [sys.executable, "-m", "training.cli", "serve", "--no-auth", "--port", str(port), "--workers", "1"]
+    command = [sys.executable, "-m", "service.cli", "serve", "--no-auth", "--port", str(port), "--workers", "1"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -85,7 +85,7 @@ def test_imgcls_models_promote_elsewhere_swaps_at_once_through_redis(
         assert served_version(server, png) == 1
         time.sleep(0.3)  # let the subscription settle
         env = {**os.environ, "IMGCLS_REDIS_URL": redis_url, "IMGCLS_MODEL_ROOT": str(service_settings.model_root)}
-        promote = [sys.executable, "-m", "training.cli", "models", "promote", MODEL, "2"]
+        promote = [sys.executable, "-m", "service.cli", "models", "promote", MODEL, "2"]
         subprocess.run(promote, env=env, check=True, capture_output=True, timeout=60)
         assert wait_for_version(server, png, 2, within_s=3) < 3
 

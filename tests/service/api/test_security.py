@@ -266,7 +266,7 @@ def test_keys_never_appear_in_the_log_of_imgcls_serve(model_root: Path) -> None:
     port = free_port()
     keys = "[" + ",".join(key.model_dump_json() for key in API_KEYS) + "]"
     env = {**os.environ, "IMGCLS_MODEL_ROOT": str(model_root), "IMGCLS_API_KEYS": keys, "IMGCLS_INTRA_OP_THREADS": "1"}
-    command = [sys.executable, "-m", "training.cli", "serve", "--port", str(port), "--workers", "1", "--access-log"]
+    command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", "1", "--access-log"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:

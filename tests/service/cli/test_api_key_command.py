@@ -3,8 +3,8 @@ import json
 from click.testing import CliRunner
 
 from service.api.auth import key_hash
+from service.cli import cli
 from service.settings import ApiKey
-from training.cli import cli
 
 
 def test_new_key_prints_a_settings_entry_that_matches_the_key() -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from service.cli import cli
 from tests.service.api.conftest import png_bytes
-from training.cli import cli
 
 
 def image_folder(tmp_path: Path) -> Path:

@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from service.api.auth import key_hash, new_key
+from service.cli import cli
 from service.settings import ApiKey, ServiceSettings
 from tests.redis_server import free_port
 from tests.service.api.server import running_server
 from tests.service.datasets.zips import folder_entries, image_bytes, write_zip
-from training.cli import cli
 
 TRAIN_KEY = new_key()
 
@@ -49,8 +49,22 @@ def jobs(url: str, *args: str, env: dict[str, str] | None = None) -> Result:
 def test_submit_list_cancel_and_watch(server: str, tmp_path: Path) -> None:
     run = f"run={uuid.uuid4().hex}"  # the session's Redis holds other tests' jobs too
     folder = image_folder(tmp_path / "pets", {"cat": 5, "dog": 5})
-    submitted = jobs(server, "submit", str(folder), "--base", "fashion-mnist", "--epochs", "2", "--seed", "5",
-                     "--metadata", "team=vision", "--metadata", run, "--json")  # fmt: skip
+    submitted = jobs(
+        server,
+        "submit",
+        str(folder),
+        "--base",
+        "fashion-mnist",
+        "--epochs",
+        "2",
+        "--seed",
+        "5",
+        "--metadata",
+        "team=vision",
+        "--metadata",
+        run,
+        "--json",
+    )
     assert submitted.exit_code == 0, submitted.output
     job = json.loads(submitted.stdout)
     assert (job["status"], job["base_version"], job["metadata"]) == ("queued", 1, {"team": "vision", "run": run[4:]})
@@ -60,9 +74,23 @@ def test_submit_list_cancel_and_watch(server: str, tmp_path: Path) -> None:
     assert f"dataset {job['dataset']}: 10 images in 2 classes" in submitted.stderr
 
     archive = write_zip(tmp_path / "shoes.zip", folder_entries({"boot": 5, "sandal": 5}))
-    sweep = jobs(server, "submit", str(archive), "--base", "fashion-mnist:1", "--learning-rate", "0.1",
-                 "--learning-rate", "0.01", "--batch-size", "8", "--metadata", "team=shoes",
-                 "--metadata", run)  # fmt: skip
+    sweep = jobs(
+        server,
+        "submit",
+        str(archive),
+        "--base",
+        "fashion-mnist:1",
+        "--learning-rate",
+        "0.1",
+        "--learning-rate",
+        "0.01",
+        "--batch-size",
+        "8",
+        "--metadata",
+        "team=shoes",
+        "--metadata",
+        run,
+    )
     assert sweep.exit_code == 0, sweep.output
     assert sweep.stdout.startswith("job ft_") and "queued: fashion-mnist v1, 2 trials" in sweep.stdout
     sweep_id = sweep.stdout.split()[1]

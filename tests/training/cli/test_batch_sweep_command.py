@@ -5,7 +5,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from training.cli import cli
+from service.cli import cli
 
 TINY = ["--model", "lenet5", "--dataset", "digits", "--train-subset", "256", "--threads", "2"]
 

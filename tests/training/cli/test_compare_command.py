@@ -5,7 +5,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from training.cli import cli
+from service.cli import cli
 
 TINY = ["--model", "lenet5", "--dataset", "digits", "--epochs", "1", "--batch-size", "64", "--train-subset", "256",
         "--test-subset", "200", "--threads", "2"]  # fmt: skip

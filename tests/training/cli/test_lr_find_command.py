@@ -5,7 +5,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from training.cli import cli
+from service.cli import cli
 
 TINY = ["--model", "cnn", "--dataset", "digits", "--batch-size", "32", "--train-subset", "512", "--threads", "2"]
 

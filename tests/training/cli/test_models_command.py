@@ -7,7 +7,7 @@ def test_models_list_does_not_import_torch(tmp_path: Path) -> None:
     """The API image has no torch; `imgcls models ...` must work there."""
     code = (
         "import sys\n"
-        "from training.cli import cli\n"
+        "from service.cli import cli\n"
         f"cli.main(['models', 'list', '--model-root', {str(tmp_path)!r}], standalone_mode=False)\n"
         "print('torch' in sys.modules)\n"
     )

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from service.cli import cli
 from tests.training.conftest import FASHION_MNIST
-from training.cli import cli
 from training.config import TrainConfig
 from training.settings import TrainingSettings
 from training.train import run

@@ -1,7 +1,7 @@
 from click.testing import CliRunner
 from pytest import MonkeyPatch
 
-from training.cli import cli
+from service.cli import cli
 
 
 def test_the_worker_says_it_needs_redis(monkeypatch: MonkeyPatch) -> None:

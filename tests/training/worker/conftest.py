@@ -55,7 +55,7 @@ class Stack:
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         log = (self.folder / f"worker-{len(self.workers)}.log").open("wb")
-        command = [sys.executable, "-m", "training.cli", "worker", "--loglevel", "info"]
+        command = [sys.executable, "-m", "service.cli", "worker", "--loglevel", "info"]
         process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.workers.append(process)
         return process

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from service.cli import cli
 from tests.training.worker.conftest import FAST, Stack
-from training.cli import cli
 
 
 def test_submit_and_wait_for_the_published_model(

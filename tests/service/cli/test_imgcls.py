@@ -1,0 +1,65 @@
+"""The ``imgcls`` group: the service's commands alone, and training's joining them where torch is installed.
+
+The api image ships no training package; here it is made unimportable (``sys.modules['training'] = None``)
+in a fresh interpreter, which is what that image sees. tests/deploy/test_api_install.py does the same in
+an installation without torch.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from service.cli import cli
+
+
+def imgcls_without_training(*args: str) -> subprocess.CompletedProcess[str]:
+    """``imgcls <args>`` with the training package unimportable; the last line lists what it imported of it."""
+    code = (
+        "import sys\n"
+        "sys.modules['training'] = None\n"
+        "from service.cli import main\n"
+        "try:\n"
+        f"    main({list(args)!r})\n"
+        "finally:\n"
+        "    loaded = {name.split('.')[0] for name, module in sys.modules.items() if module is not None}\n"
+        "    print('imported:', sorted(loaded & {'torch', 'training'}))\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def test_help_lists_the_training_commands_where_they_can_run() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0, result.output
+    for name in ("serve", "classify", "api-key", "jobs", "train", "fine-tune", "models", "worker"):
+        assert f"\n  {name} " in result.output
+    assert "pip install" not in result.output
+
+
+def test_without_the_training_package_the_service_commands_run_alone() -> None:
+    serve = imgcls_without_training("serve", "--help")
+    assert serve.returncode == 0, serve.stderr
+    assert "--workers" in serve.stdout
+    assert serve.stdout.splitlines()[-1] == "imported: []"
+
+    listing = imgcls_without_training("--help")
+    assert listing.returncode == 0, listing.stderr
+    assert "\n  serve " in listing.stdout and "\n  train " not in listing.stdout
+    assert "Training commands (train, evaluate, fine-tune, worker, ...) need pip install 'imgcls[train]'." in (
+        " ".join(listing.stdout.split())
+    )
+
+    train = imgcls_without_training("train")
+    assert train.returncode == 2
+    assert train.stderr.strip() == (
+        "error: no command 'train' here: this installation has the service's only (serve, classify, api-key, "
+        "jobs); training's commands need pip install 'imgcls[train]'"
+    )
+
+
+def test_a_training_command_answers_a_user_problem_in_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["models", "show", "nosuch", "--model-root", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: ModelNotFound: "), result.output
+    assert len(result.output.strip().splitlines()) == 1
