@@ -23,7 +23,7 @@ from service.inference.batcher import Batcher
 from service.inference.errors import ModelNotLoaded, StillLoading, VersionInUse, VersionNotLoaded
 from service.inference.predictor import FP32, Predictor, model_file
 from service.inference.providers import choose_providers, default_threads
-from service.repository import Manifest, ModelRepository, VersionNotFound
+from service.repository import Manifest, ModelRepository, VersionNotFound, notify
 from service.repository.store import PRODUCTION
 
 log = logging.getLogger(__name__)
@@ -200,11 +200,12 @@ class ModelRegistry:
             except Exception:  # one broken model must not stop the others from serving
                 log.exception("could not bring %s up to date with the repository", name)
 
-    async def promote(self, name: str, version: int, alias: str = PRODUCTION) -> None:
-        """Load and warm ``version`` beside the current one, point ``alias`` at it, then swap if it serves."""
+    async def promote(self, name: str, version: int, alias: str = PRODUCTION, *, redis_url: str | None) -> None:
+        """Load and warm ``version`` beside the current one, point ``alias`` at it (other servers are told
+        through ``redis_url``), then swap if it serves."""
         async with self._lock(name):
             await self._ensure_loaded(name, version, self._default_variant(name, version), pinned=False)
-            await asyncio.to_thread(self.repository.set_alias, name, alias, version)
+            await asyncio.to_thread(notify.promote, self.repository, name, version, alias=alias, redis_url=redis_url)
             await self._follow_aliases(name)
 
     async def load(self, name: str, version: int, variant: str | None) -> LoadedVersion:

@@ -50,7 +50,7 @@ async def test_promotion_swaps_and_the_old_version_closes_after_its_last_request
     registry = await started(model_root)
     try:
         with registry.lease(MODEL) as old:
-            await registry.promote(MODEL, 2)
+            await registry.promote(MODEL, 2, redis_url=None)
             assert registry.find(MODEL).version == 2  # new requests go to v2 at once
             assert old.retired and not old.closed.is_set()  # v1 still finishes what it holds
             await old.batcher.submit(np.zeros((1, 1, 28, 28), np.float32))
