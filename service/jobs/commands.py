@@ -73,8 +73,7 @@ def check_request(request: JobRequest, settings: JobSettings) -> list[FineTuneCo
 def swept(trials: list[FineTuneConfig]) -> dict[str, Any]:
     """The job's hyperparameters: each one's value, or the list of values a sweep takes."""
     rows = [trial.to_dict() for trial in trials]
-    return {key: rows[0][key] if len({repr(r[key]) for r in rows}) == 1 else [r[key] for r in rows]
-            for key in rows[0]}  # fmt: skip
+    return {key: rows[0][key] if len({repr(r[key]) for r in rows}) == 1 else [r[key] for r in rows] for key in rows[0]}
 
 
 def submit(

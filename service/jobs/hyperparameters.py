@@ -1,17 +1,26 @@
-"""A fine-tuning job's hyperparameters: one definition for the API (which checks a submission before it is
-accepted), the CLI and the worker (``training.finetune``). No torch here, so the API can import it.
+"""Hyperparameters: the one schema of what a training run is given, by the names ``imgcls train``, config
+files, ``imgcls finetune`` and the job API share. No torch here, so the API can import it.
 
-Optimizer and learning-rate policy names are the training registries' names; a test holds the two lists
-equal. Their *options* (``optimizer_options``, ``lr_policy_options``) are checked by the worker, which has
-the registries: a bad option fails the job with the registry's message.
+``Hyperparameters`` owns the shared fields (name, type, range, description, and the default where every
+recipe agrees) and the lists of optimizer and learning-rate policy names. Two recipes extend it:
+``FineTuneConfig`` below (a fine-tuning job; the API checks a submission with it before it is accepted)
+and ``training.config.TrainConfig`` (``imgcls train``); each gives the defaults of its recipe.
+
+The training registries (``training/optim/``) check at import that they hold exactly these names. The
+*options* of an optimizer or policy (``optimizer_options``, ``lr_policy_options``) are checked by the
+registries alone: a job with a bad option fails on the worker with the registry's message.
 """
 
 import itertools
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import annotated_types
+import msgspec
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 
 from service.jobs.errors import InvalidHyperparameters
 
@@ -32,54 +41,131 @@ LR_POLICIES = ("fixed", "step", "multistep", "exp", "inv", "poly", "sigmoid", "c
 SWEEPABLE = ("learning_rate", "optimizer", "lr_policy", "batch_size")  # a list of values: one trial per combination
 
 
-class FineTuneConfig(BaseModel):
-    """A job's hyperparameters, by the names ``imgcls train`` uses; ``None`` ones are resolved at the start.
+def _one_of(field: str, names: tuple[str, ...]) -> Callable[[str], str]:
+    def check(name: str) -> str:
+        if name not in names:
+            raise ValueError(f"unknown {field} {name!r} (known: {', '.join(names)})")
+        return name
+
+    return check
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The shared fields' types: a recipe gives a field its default with ``epochs: Epochs = 8``
+# ---------------------------------------------------------------------------------------------------------
+
+Epochs = Annotated[int, Field(ge=1, description="passes over the training images")]
+BatchSize = Annotated[int, Field(ge=1, description="images per parameter update (per process)")]
+Optimizer = Annotated[
+    str, AfterValidator(_one_of("optimizer", OPTIMIZERS)), Field(description=f"one of {', '.join(OPTIMIZERS)}")
+]
+LearningRate = Annotated[float, Field(gt=0.0, description="peak rate")]
+LrPolicy = Annotated[
+    str, AfterValidator(_one_of("lr_policy", LR_POLICIES)), Field(description=f"one of {', '.join(LR_POLICIES)}")
+]
+WeightDecay = Annotated[
+    float | None,
+    Field(ge=0.0, description="L2 penalty, not on norm or bias parameters; default 5e-4 (0 for rprop, lbfgs, ftrl)"),
+]
+ValFraction = Annotated[
+    float,
+    Field(ge=0.0, lt=1.0, description="share of the training images held out for early stopping and calibration"),
+]
+
+
+class Hyperparameters(BaseModel):
+    """The fields every training run takes. Not built on its own: a recipe (``FineTuneConfig``,
+    ``TrainConfig``) extends it and sets the six defaults that differ between recipes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    epochs: Epochs
+    batch_size: BatchSize
+    optimizer: Optimizer
+    optimizer_options: dict[str, Any] = Field(
+        default_factory=dict, description='e.g. {"momentum": 0.9}; every default filled in once resolved'
+    )
+    learning_rate: LearningRate
+    weight_decay: WeightDecay = None
+    lr_policy: LrPolicy
+    lr_policy_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description='e.g. {"gamma": 0.1, "step_size": 1000}; every default filled in once resolved',
+    )
+    augment: bool = Field(
+        default=False,
+        description="random crop with padding and horizontal flips (where the classes allow)",
+    )
+    val_fraction: ValFraction
+    early_stopping_patience: int | None = Field(
+        default=None,
+        ge=1,
+        description="stop after this many epochs without a better validation accuracy; unset: run every epoch",
+    )
+    seed: int = Field(default=0, ge=0, description="seeds the splits, initialization, shuffling and augmentation")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: what checkpoints, manifests, job records and ``config.yaml`` hold."""
+        return dict(json.loads(self.model_dump_json()))
+
+
+def describe_problems(exc: ValidationError, *, known: Iterable[str], word: str) -> str:
+    """pydantic's errors as one line, each naming its field and the value given; ``known`` lists the
+    ``word`` (options, hyperparameters) when a name is not one of them."""
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in error['loc']) or 'config'}: {error['msg'].removeprefix('Value error, ')}"
+        + ("" if error["type"] in ("extra_forbidden", "value_error") else f" (got {error.get('input')!r})")
+        for error in exc.errors()
+    )
+    if any(error["type"] == "extra_forbidden" for error in exc.errors()):
+        problems += f" — known {word}: {', '.join(known)}"
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A fine-tuning job
+# ---------------------------------------------------------------------------------------------------------
+
+
+class FineTuneConfig(Hyperparameters):
+    """A job's hyperparameters; ``None`` ones are resolved at the start.
 
     The defaults are a recipe for a few hundred small images on a CPU (docs/training.md): 8 epochs of
     AdamW under a cosine decay, the new head alone in the first one, then everything, the backbone at 0.3
     times the head's rate. On 600 Fashion-MNIST images of three classes the base never saw, that is about
-    5 seconds of training on two cores and 97 % accuracy (benchmarks/finetune.py).
+    5 seconds of training on two cores and 97 % accuracy (benchmarks/finetune.py). It publishes the last
+    epoch's weights, or with ``early_stopping_patience`` the best epoch's. The upper bounds are what one
+    job may ask of a worker.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    epochs: int = Field(default=8, ge=1, le=1000, description="passes over the training images")
-    batch_size: int = Field(
-        default=32, ge=1, le=4096, description="images per update: small, so a small set still gives steps"
-    )
-    optimizer: str = Field(default="adamw", description=f"one of {', '.join(OPTIMIZERS)}")
-    optimizer_options: dict[str, Any] = Field(default_factory=dict, description="resolved: every default filled in")
-    learning_rate: float = Field(default=0.003, gt=0.0, le=10.0, description="the head's peak rate")
-    lr_policy: str = Field(
-        default="cosine", description=f"one of {', '.join(LR_POLICIES)}; cosine starts at the full rate, so the "
-        "head learns in the frozen first epoch (onecycle's warm-up would spend it at a 25th of the rate)"
-    )  # fmt: skip
-    lr_policy_options: dict[str, Any] = Field(default_factory=dict, description="resolved: every default filled in")
-    weight_decay: float | None = Field(default=None, ge=0.0, le=1.0, description="5e-4 (0 for rprop, lbfgs, ftrl)")
+    epochs: Annotated[Epochs, Field(le=1000)] = 8
+    batch_size: Annotated[BatchSize, Field(le=4096)] = 32  # small, so a small set still gives steps
+    optimizer: Optimizer = "adamw"
+    learning_rate: Annotated[LearningRate, Field(le=10.0, description="the head's peak rate")] = 0.003
+    weight_decay: Annotated[WeightDecay, Field(le=1.0)] = None
+    # cosine starts at the full rate, so the head learns in the frozen first epoch (onecycle's warm-up would
+    # spend it at a 25th of the rate)
+    lr_policy: LrPolicy = "cosine"
+    val_fraction: Annotated[
+        ValFraction,
+        Field(
+            gt=0.0,
+            description="share of the training images held out for early stopping and calibration (20 % of "
+            "the dataset is held out first for the test)",
+        ),
+    ] = 0.1
     freeze_backbone_epochs: int = Field(
-        default=1, ge=0, description="epochs at the start in which only the head learns (the new head settles "
-        "before its gradients reach the pretrained features)"
-    )  # fmt: skip
+        default=1,
+        ge=0,
+        description="epochs at the start in which only the head learns (the new head settles before its "
+        "gradients reach the pretrained features)",
+    )
     backbone_lr_multiplier: float = Field(
         default=0.3, gt=0.0, le=10.0, description="backbone rate = learning_rate x this, once it is unfrozen"
     )
-    augment: bool = Field(default=False, description="random crops and flips, as imgcls train --augment")
-    val_fraction: float = Field(
-        default=0.1, gt=0.0, lt=1.0, description="share of the training images held out for early stopping and "
-        "calibration (20 % of the dataset is held out first for the test)"
-    )  # fmt: skip
-    early_stopping_patience: int | None = Field(
-        default=None, ge=1, description="stop after this many epochs without a better validation accuracy, and "
-        "publish the best epoch's weights; unset: all epochs, the last one's weights"
-    )  # fmt: skip
-    seed: int = Field(default=0, ge=0, description="seeds the splits, the new head, shuffling and augmentation")
 
     @model_validator(mode="after")
-    def _known_names_and_freeze_within_epochs(self) -> "FineTuneConfig":
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r} (known: {', '.join(OPTIMIZERS)})")
-        if self.lr_policy not in LR_POLICIES:
-            raise ValueError(f"unknown lr_policy {self.lr_policy!r} (known: {', '.join(LR_POLICIES)})")
+    def _freeze_within_epochs(self) -> "FineTuneConfig":
         if self.freeze_backbone_epochs > self.epochs:
             raise ValueError(
                 f"freeze_backbone_epochs ({self.freeze_backbone_epochs}) is more than epochs ({self.epochs}); "
@@ -87,22 +173,13 @@ class FineTuneConfig(BaseModel):
             )
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(self.model_dump_json())
-
 
 def build_finetune_config(values: Mapping[str, Any]) -> FineTuneConfig:
     """Validate a job's hyperparameters (``None`` values mean unset); raises ``InvalidHyperparameters``."""
     try:
         return FineTuneConfig(**{key: value for key, value in values.items() if value is not None})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'config'}: {error['msg'].removeprefix('Value error, ')}"
-            + ("" if error["type"] in ("extra_forbidden", "value_error") else f" (got {error.get('input')!r})")
-            for error in exc.errors()
-        )
-        if any(error["type"] == "extra_forbidden" for error in exc.errors()):
-            problems += f" — known hyperparameters: {', '.join(FineTuneConfig.model_fields)}"
+        problems = describe_problems(exc, known=FineTuneConfig.model_fields, word="hyperparameters")
         raise InvalidHyperparameters(f"invalid fine-tuning hyperparameters: {problems}") from exc
 
 
@@ -138,3 +215,78 @@ def expand_sweep(values: Mapping[str, Any], *, max_trials: int) -> list[FineTune
         build_finetune_config({**fixed, **dict(zip(axes, combination, strict=True))})
         for combination in itertools.product(*axes.values())
     ]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What a client may ask (GET /v1/fine-tuning/hyperparameters)
+# ---------------------------------------------------------------------------------------------------------
+
+
+class Hyperparameter(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One field of a job's hyperparameters: its JSON type, default and bounds."""
+
+    name: str
+    type: str  # integer, number, string, boolean or object
+    nullable: bool  # null means: resolved by the worker (weight_decay) or unset (early_stopping_patience)
+    default: Any
+    description: str
+    minimum: float | None = None
+    exclusive_minimum: float | None = None
+    maximum: float | None = None
+    exclusive_maximum: float | None = None
+    choices: list[str] | None = None  # optimizer, lr_policy
+    sweepable: bool = False  # a list of values makes a sweep: one trial per combination
+
+
+class HyperparameterSchema(msgspec.Struct, frozen=True):
+    optimizers: list[str]
+    lr_policies: list[str]
+    sweepable: list[str]
+    hyperparameters: list[Hyperparameter]
+
+
+_JSON_TYPES: dict[object, str] = {int: "integer", float: "number", str: "string", bool: "boolean", dict: "object"}
+_BOUNDS = {
+    annotated_types.Ge: ("minimum", "ge"),
+    annotated_types.Gt: ("exclusive_minimum", "gt"),
+    annotated_types.Le: ("maximum", "le"),
+    annotated_types.Lt: ("exclusive_maximum", "lt"),
+}
+
+
+def _describe(name: str, field: FieldInfo) -> Hyperparameter:
+    annotation = field.annotation
+    nullable = get_origin(annotation) in (Union, UnionType)
+    if nullable:
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    bounds = {
+        key: getattr(item, attribute)
+        for item in field.metadata
+        for kind, (key, attribute) in _BOUNDS.items()
+        if isinstance(item, kind)
+    }
+    # a recipe that narrows a shared range ([0, 1) to (0, 1)) leaves two lower bounds: keep the tighter
+    if "minimum" in bounds and "exclusive_minimum" in bounds:
+        bounds.pop("minimum" if bounds["exclusive_minimum"] >= bounds["minimum"] else "exclusive_minimum")
+    if "maximum" in bounds and "exclusive_maximum" in bounds:
+        bounds.pop("maximum" if bounds["exclusive_maximum"] <= bounds["maximum"] else "exclusive_maximum")
+    return Hyperparameter(
+        name=name,
+        type=_JSON_TYPES[get_origin(annotation) or annotation],
+        nullable=nullable,
+        default=field.get_default(call_default_factory=True),
+        description=field.description or "",
+        choices={"optimizer": list(OPTIMIZERS), "lr_policy": list(LR_POLICIES)}.get(name),
+        sweepable=name in SWEEPABLE,
+        **bounds,
+    )
+
+
+def finetune_schema() -> HyperparameterSchema:
+    """Every hyperparameter a job takes, with its default and bounds, and the names it accepts."""
+    return HyperparameterSchema(
+        optimizers=list(OPTIMIZERS),
+        lr_policies=list(LR_POLICIES),
+        sweepable=list(SWEEPABLE),
+        hyperparameters=[_describe(name, field) for name, field in FineTuneConfig.model_fields.items()],
+    )

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from service.jobs.hyperparameters import FineTuneConfig, Hyperparameters
 from training.config import ConfigError, TrainConfig, build_config, read_config_file
 
 
@@ -26,7 +27,7 @@ def test_yaml_and_toml_files(tmp_path: Path) -> None:
         ({"learning_rate": -1}, "learning_rate: Input should be greater than 0"),
         ({"learning_rate": 0}, "learning_rate: Input should be greater than 0"),
         ({"val_fraction": 1.0}, "val_fraction"),
-        ({"epoch": 3}, "epoch: Extra inputs are not permitted .* known options: model, dataset"),
+        ({"epoch": 3}, "epoch: Extra inputs are not permitted .* known options: epochs, batch_size"),
         ({"device": "tpu"}, "device: Input should be 'auto', 'cpu' or 'cuda'"),
     ],
 )
@@ -49,3 +50,14 @@ def test_bad_files(tmp_path: Path) -> None:
 def test_to_dict_is_json_safe_and_round_trips() -> None:
     config = TrainConfig(lr_multipliers={"head*": 1.0, "*": 0.1})
     assert TrainConfig(**config.to_dict()) == config
+
+
+def test_the_shared_hyperparameters_are_the_services_with_this_recipes_defaults() -> None:
+    shared = set(Hyperparameters.model_fields)
+    assert shared <= set(TrainConfig.model_fields) and shared <= set(FineTuneConfig.model_fields)
+    assert (TrainConfig().optimizer, FineTuneConfig().optimizer) == ("nesterov", "adamw")
+    with pytest.raises(ConfigError, match=r"optimizer: unknown optimizer 'adamax' \(known: sgd, momentum"):
+        build_config({"optimizer": "adamax"})
+    with pytest.raises(ConfigError, match="lr_policy: unknown lr_policy 'warm'"):
+        build_config({"lr_policy": "warm"})
+    assert build_config({"batch_size": 60_000}).batch_size == 60_000  # full batch: the job's cap is not here

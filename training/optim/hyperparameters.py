@@ -243,3 +243,28 @@ def check_number(name: str, value: object, rng: Range) -> float:
     if float(value) not in rng:
         raise InvalidHyperparameter(f"{name} must be {rng}, got {value!r}")
     return float(value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The registries' names against the service's lists
+# ---------------------------------------------------------------------------------------------------------
+
+
+def check_same_names(registry: str, registered: Sequence[str], listed: Sequence[str]) -> None:
+    """Raise ``RuntimeError`` unless a registry holds exactly the names the service lists, in its order.
+
+    The API checks a job's optimizer and policy against the lists in ``service/jobs/hyperparameters.py``
+    (it has no torch, so no registry); a registry run at import keeps the two from drifting apart.
+    """
+    if list(registered) == list(listed):
+        return
+    only_registered = [name for name in registered if name not in listed]
+    only_listed = [name for name in listed if name not in registered]
+    differences = [
+        *([f"only in the registry: {', '.join(only_registered)}"] if only_registered else []),
+        *([f"only in the service's list: {', '.join(only_listed)}"] if only_listed else []),
+    ] or [f"the same names in another order (registry: {', '.join(registered)})"]
+    raise RuntimeError(
+        f"the {registry} registry and service/jobs/hyperparameters.py differ: {'; '.join(differences)}; "
+        "give both the same names in the same order"
+    )

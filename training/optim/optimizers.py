@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from service.jobs.hyperparameters import OPTIMIZERS
 from training.errors import InvalidHyperparameter, UnknownOptimizer
 from training.optim.ftrl import Ftrl
 from training.optim.hyperparameters import (
@@ -49,6 +50,7 @@ from training.optim.hyperparameters import (
     Numbers,
     Range,
     check_number,
+    check_same_names,
     defaults,
     resolve_options,
 )
@@ -282,6 +284,8 @@ _SEPARATE = {
     "weight_decay": "weight_decay is a separate argument",
 }
 
+# the API checks a job's optimizer against service/jobs/hyperparameters.py: stop at import if they drift
+check_same_names("optimizer", list(_SPECS), OPTIMIZERS)
 
 # ---------------------------------------------------------------------------------------------------------
 # Public API

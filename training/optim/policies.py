@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from service.jobs.hyperparameters import LR_POLICIES
 from training.errors import InvalidHyperparameter, UnknownPolicy
 from training.optim.hyperparameters import (
     AT_LEAST_ONE,
@@ -55,6 +56,7 @@ from training.optim.hyperparameters import (
     IncreasingInts,
     Int,
     Range,
+    check_same_names,
     defaults,
     resolve_options,
 )
@@ -250,6 +252,8 @@ _SPECS: dict[str, PolicySpec] = {
     )
 }
 
+# the API checks a job's lr_policy against service/jobs/hyperparameters.py: stop at import if they drift
+check_same_names("lr_policy", list(_SPECS), LR_POLICIES)
 
 # ---------------------------------------------------------------------------------------------------------
 # Public API

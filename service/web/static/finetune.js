@@ -5,11 +5,8 @@ import { ApiError, api, eventStream } from "./api.js";
 import { LineChart } from "./chart.js";
 import { $, bytes, clearError, fillSelect, h, percent, showError, when } from "./dom.js";
 
-// service/jobs/hyperparameters.py OPTIMIZERS (tests/service/api/test_web.py holds the two equal)
-export const OPTIMIZERS = [
-  "sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "rprop", "adam", "adamw", "ftrl", "lbfgs",
-];
-const DEFAULT_OPTIMIZER = "adamw";
+// The job form's number fields; their bounds and defaults come from GET /v1/fine-tuning/hyperparameters
+const NUMBER_FIELDS = { epochs: "#job-epochs", learning_rate: "#job-lr", batch_size: "#job-batch" };
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 const LOG_KEPT = 500;
 const RECONNECT_MS = 2000;
@@ -40,12 +37,12 @@ export class FineTuningView {
     this.datasets = new Map();
     this.job = null;
     this.watching = null; // AbortController of the stream being read
+    this.hyperparameters = null; // the API's answer, once read
     this.lossChart = new LineChart($("#chart-loss .plot", root), { yLabel: "Loss", format: (v) => v.toFixed(2) });
     this.accuracyChart = new LineChart($("#chart-accuracy .plot", root), {
       yLabel: "Accuracy", yMin: 0, yMax: 1, format: (v) => `${Math.round(v * 100)} %`,
     });
 
-    fillSelect($("#job-optimizer", root), OPTIMIZERS.map((name) => [name, name]), DEFAULT_OPTIMIZER);
     this.datasetForm.addEventListener("submit", (event) => {
       event.preventDefault();
       this.upload();
@@ -74,13 +71,32 @@ export class FineTuningView {
   async loadAll() {
     clearError(this.error);
     try {
-      const [models, datasets] = await Promise.all([api("/v1/models"), api("/v1/datasets")]);
+      const [models, datasets] = await Promise.all([
+        api("/v1/models"), api("/v1/datasets"), this.loadHyperparameters(),
+      ]);
       fillSelect(this.base, models.map((m) => [m.name, m.name]));
       this.setDatasets(datasets);
       await Promise.all([this.loadBaseVersions(), this.loadRecent()]);
     } catch (error) {
       showError(this.error, error);
     }
+  }
+
+  // The optimizer names, defaults and bounds the API accepts (read once; the code fixes them).
+  async loadHyperparameters() {
+    if (this.hyperparameters) return;
+    const schema = await api("/v1/fine-tuning/hyperparameters");
+    const byName = new Map(schema.hyperparameters.map((p) => [p.name, p]));
+    const optimizers = schema.optimizers.map((name) => [name, name]);
+    fillSelect($("#job-optimizer", this.root), optimizers, byName.get("optimizer").default);
+    for (const [name, selector] of Object.entries(NUMBER_FIELDS)) {
+      const input = $(selector, this.root);
+      const field = byName.get(name);
+      if (field.minimum != null) input.min = field.minimum;
+      if (field.maximum != null) input.max = field.maximum;
+      if (input.value === "") input.value = field.default; // not over what the user typed meanwhile
+    }
+    this.hyperparameters = schema;
   }
 
   setDatasets(datasets, chosen = null) {

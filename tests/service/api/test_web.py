@@ -1,5 +1,5 @@
 """The web page and its static files, as the API serves them (the page in a browser:
-tests/training/worker/test_web_browser.py)."""
+tests/service/web/test_browser.py)."""
 
 import re
 from collections.abc import Iterator
@@ -10,7 +10,6 @@ import pytest
 
 from service.api.auth import key_hash, new_key
 from service.api.web import STATIC, static_digest
-from service.jobs.hyperparameters import OPTIMIZERS
 from service.settings import ApiKey, ServiceSettings
 from tests.service.api.server import running_server
 
@@ -86,10 +85,3 @@ def test_the_digest_follows_the_content(tmp_path: Path) -> None:
     assert re.fullmatch(r"[0-9a-f]{12}", first)
     (folder / "a.js").write_text("two")
     assert static_digest(folder) != first
-
-
-def test_the_page_offers_the_optimizers_the_api_accepts() -> None:
-    source = (STATIC / "finetune.js").read_text()
-    listed = re.search(r"export const OPTIMIZERS = \[(.*?)\];", source, re.DOTALL)
-    assert listed is not None
-    assert tuple(re.findall(r'"([a-z]+)"', listed.group(1))) == OPTIMIZERS

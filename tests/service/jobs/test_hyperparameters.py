@@ -3,7 +3,13 @@ from typing import Any
 import pytest
 
 from service.jobs.errors import InvalidHyperparameters
-from service.jobs.hyperparameters import build_finetune_config, expand_sweep
+from service.jobs.hyperparameters import (
+    SWEEPABLE,
+    FineTuneConfig,
+    build_finetune_config,
+    expand_sweep,
+    finetune_schema,
+)
 
 
 @pytest.mark.parametrize(
@@ -31,8 +37,11 @@ def test_unset_values_take_the_defaults() -> None:
 def test_a_sweep_is_one_trial_per_combination_in_a_stable_order() -> None:
     trials = expand_sweep({"learning_rate": [0.1, 0.01], "optimizer": ["sgd", "adam"], "epochs": 3}, max_trials=16)
     assert [(t.learning_rate, t.optimizer, t.epochs) for t in trials] == [
-        (0.1, "sgd", 3), (0.1, "adam", 3), (0.01, "sgd", 3), (0.01, "adam", 3),
-    ]  # fmt: skip
+        (0.1, "sgd", 3),
+        (0.1, "adam", 3),
+        (0.01, "sgd", 3),
+        (0.01, "adam", 3),
+    ]
     assert len(expand_sweep({"epochs": 3}, max_trials=1)) == 1
 
 
@@ -49,3 +58,11 @@ def test_a_sweep_is_one_trial_per_combination_in_a_stable_order() -> None:
 def test_bad_sweeps_are_refused(values: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidHyperparameters, match=message):
         expand_sweep(values, max_trials=4)
+
+
+def test_the_schema_a_client_reads_describes_the_default_config() -> None:
+    schema = finetune_schema()
+    assert FineTuneConfig(**{field.name: field.default for field in schema.hyperparameters}) == FineTuneConfig()
+    assert [field.name for field in schema.hyperparameters if field.sweepable] == sorted(
+        SWEEPABLE, key=list(FineTuneConfig.model_fields).index
+    )
