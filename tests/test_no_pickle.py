@@ -22,10 +22,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCANNED = ("service", "training", "benchmarks")
 FORBIDDEN = {
-    "pickle.load", "pickle.loads", "pickle.Unpickler", "_pickle.load", "_pickle.loads", "_pickle.Unpickler",
-    "cPickle.load", "cPickle.loads", "dill.load", "dill.loads", "cloudpickle.load", "cloudpickle.loads",
-    "shelve.open", "joblib.load", "pandas.read_pickle", "torch.package.PackageImporter",
-}  # fmt: skip
+    "pickle.load",
+    "pickle.loads",
+    "pickle.Unpickler",
+    "_pickle.load",
+    "_pickle.loads",
+    "_pickle.Unpickler",
+    "cPickle.load",
+    "cPickle.loads",
+    "dill.load",
+    "dill.loads",
+    "cloudpickle.load",
+    "cloudpickle.loads",
+    "shelve.open",
+    "joblib.load",
+    "pandas.read_pickle",
+    "torch.package.PackageImporter",
+}
 PICKLE_SERIALIZERS = {"pickle", "application/x-python-serialize"}
 
 

@@ -1,6 +1,6 @@
 """``imgcls jobs`` against the real API with a real Redis and no worker: jobs stay queued, which is enough
 for submit, list, cancel and watching a cancelled job. The run to a published model is in
-tests/training/worker/test_jobs_command.py."""
+tests/training/worker/test_jobs_submit_wait.py."""
 
 import json
 import uuid

@@ -68,8 +68,9 @@ def images_it_gets_right(url: str) -> list[dict[str, Any]]:
     for label, name in ((7, "Sneaker"), (1, "Trouser")):
         for index in (test.test_labels == label).nonzero().flatten()[:30].tolist():
             data = png(test.test_images[index, 0])
-            answer = httpx.post(f"{url}/v1/models/fashion-mnist/classify", content=data,
-                                headers={"Content-Type": "image/png"})  # fmt: skip
+            answer = httpx.post(
+                f"{url}/v1/models/fashion-mnist/classify", content=data, headers={"Content-Type": "image/png"}
+            )
             if answer.json()["results"][0]["top"][0]["label"] == name:
                 chosen.append({"name": f"{name.lower()}-{index}.png", "mimeType": "image/png", "buffer": data})
                 break
@@ -118,8 +119,9 @@ def test_classify_fine_tune_and_promote_in_the_browser(
 
     # (b) fine-tuning: upload, see the report, start a 2-epoch job, watch the curve grow to succeeded
     page.click("nav a[href='#fine-tuning']")
-    page.set_input_files("#dataset-file", files=[{"name": "shoes.zip", "mimeType": "application/zip",
-                                                   "buffer": with_junk(dataset_zip)}])  # fmt: skip
+    page.set_input_files(
+        "#dataset-file", files=[{"name": "shoes.zip", "mimeType": "application/zip", "buffer": with_junk(dataset_zip)}]
+    )
     page.click("#dataset-upload")
     report = page.locator("#dataset-report")
     expect(report).to_contain_text("120 images in 3 classes")
