@@ -125,6 +125,5 @@ async def unload_version(
 async def promote_version(request: Request, name: FromPath[str], data: JSONBody[PromoteRequest]) -> ModelSummary:
     """Point an alias (default production) at a version. For production: hot swap, no request fails."""
     state = await authorized(request, "admin")
-    await state.registry.promote(name, data.version, data.alias)
-    await state.notify_repository_change(name)
+    await state.registry.promote(name, data.version, data.alias, redis_url=state.redis_url)
     return summary(state.registry.model_status(name))
