@@ -1,6 +1,7 @@
 # imgcls container images: one Dockerfile, four targets (docs/containers.md).
 #
-#   api         the inference API (imgcls serve), without torch: the base dependencies of pyproject.toml
+#   api         the inference API (imgcls serve), without torch and without the training package: the base
+#               dependencies of pyproject.toml
 #   worker      the fine-tuning worker (imgcls worker) with torch's CPU build and the train extra;
 #               also runs imgcls train and Flower
 #   api-gpu     api plus NVIDIA's CUDA 13 and cuDNN 9 pip wheels (onnxruntime-gpu[cuda,cudnn])
@@ -8,37 +9,53 @@
 #
 #   docker build --target api -t imgcls-api .
 #
-# All four start from the same pinned python:3.11 image (the project needs Python 3.11, which Ubuntu
-# 24.04 and so the nvidia/cuda images do not ship). The GPU targets take CUDA and cuDNN from NVIDIA's
-# pip wheels instead of a CUDA base image: torch's CUDA build depends on those wheels anyway (a CUDA base
-# image would hold the same 3 GB twice), onnxruntime.preload_dlls() loads them, and the host's NVIDIA
-# Container Toolkit adds the driver. Dependencies are installed from lists read out of pyproject.toml
-# alone (deploy/docker/requirements.py), before the source is copied: a source change rebuilds only the
-# last layers.
+# All four start from Debian 12 (bookworm) and its Python 3.11, in a virtual environment (/opt/imgcls): the
+# project needs Python 3.11, which Ubuntu 24.04 and so the nvidia/cuda images do not ship, and debian:12 is
+# the one base that scripts/containers.sh can also make without a registry (mmdebstrap), so the file it
+# builds and tests is this file. The GPU targets take CUDA and cuDNN from NVIDIA's pip wheels instead of a
+# CUDA base image: torch's CUDA build depends on those wheels anyway (a CUDA base image would hold the same
+# 3 GB twice), onnxruntime.preload_dlls() loads them, and the host's NVIDIA Container Toolkit adds the
+# driver. Dependencies are installed from lists read out of pyproject.toml alone
+# (deploy/docker/requirements.py), before the source is copied: a source change rebuilds only the last
+# layers.
 
-FROM python:3.11.14-slim-bookworm AS python
+FROM debian:12.15-slim AS python
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_ROOT_USER_ACTION=ignore
-RUN python -m pip install --no-cache-dir pip==26.3
+    VIRTUAL_ENV=/opt/imgcls \
+    PATH=/opt/imgcls/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# Debian's python3.11 (3.11.2 with Debian's security fixes) takes no version pin: bookworm keeps only the
+# newest revision, so a pinned one would stop building at the next security update.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates python3.11 python3.11-venv \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3.11 -m venv /opt/imgcls \
+    && python -m pip install --no-cache-dir pip==26.3
 
 # base.txt, train.txt, torch.txt, cuda.txt: see deploy/docker/requirements.py.
 FROM python AS requirements
 COPY pyproject.toml deploy/docker/requirements.py /tmp/
 RUN python /tmp/requirements.py /tmp/pyproject.toml /requirements
 
-# The project's own wheel (pure Python), built with a pinned setuptools; the build fails when the wheel
-# lacks a file of service/ or training/ (deploy/docker/check_wheel.py), e.g. the web page's assets.
-FROM python AS wheel
+# The project's own wheels (pure Python), built with a pinned setuptools; the build fails when a wheel lacks
+# a file of the source it was built from (deploy/docker/check_wheel.py), e.g. the web page's assets.
+# api-wheel: service/ alone (the API images never hold the training package); wheel: service/ and training/.
+FROM python AS api-wheel
 RUN python -m pip install --no-cache-dir setuptools==84.2.1
 WORKDIR /src
 COPY deploy/docker/check_wheel.py /tmp/
 COPY pyproject.toml README.md ./
 COPY service/ service/
-COPY training/ training/
 RUN python -m pip wheel --no-cache-dir --no-build-isolation --no-deps --wheel-dir /wheels . \
+    && python /tmp/check_wheel.py /wheels/imgcls-*.whl /src
+
+FROM api-wheel AS wheel
+COPY training/ training/
+RUN rm -r /wheels \
+    && python -m pip wheel --no-cache-dir --no-build-isolation --no-deps --wheel-dir /wheels . \
     && python /tmp/check_wheel.py /wheels/imgcls-*.whl /src
 
 # Fashion-MNIST for `imgcls train`: Debian's package, the files scripts/setup.sh uses.
@@ -70,7 +87,7 @@ COPY --from=requirements /requirements/base.txt /tmp/requirements/
 RUN python -m pip install --no-cache-dir -r /tmp/requirements/base.txt
 
 FROM api-deps AS api
-COPY --from=wheel /wheels/ /tmp/wheels/
+COPY --from=api-wheel /wheels/ /tmp/wheels/
 RUN python -m pip install --no-cache-dir --no-deps /tmp/wheels/*.whl \
     && python -m pip check \
     && rm -rf /tmp/wheels
@@ -85,7 +102,7 @@ CMD ["imgcls", "serve"]
 FROM api-deps AS api-gpu
 COPY --from=requirements /requirements/cuda.txt /tmp/requirements/
 RUN python -m pip install --no-cache-dir -r /tmp/requirements/cuda.txt
-COPY --from=wheel /wheels/ /tmp/wheels/
+COPY --from=api-wheel /wheels/ /tmp/wheels/
 RUN python -m pip install --no-cache-dir --no-deps /tmp/wheels/*.whl \
     && python -m pip check \
     && rm -rf /tmp/wheels
@@ -104,8 +121,10 @@ CMD ["imgcls", "serve"]
 FROM runtime AS worker
 COPY --from=fashion-mnist /usr/share/datasets/fashion-mnist/ /usr/share/datasets/fashion-mnist/
 COPY --from=requirements /requirements/torch.txt /tmp/requirements/
-# torch and torchvision at pyproject's versions, built for the CPU (no CUDA libraries: about 3 GB less)
-RUN python -m pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu \
+# torch and torchvision at pyproject's versions, by default PyTorch's CPU build (no CUDA libraries: about
+# 3 GB less); an empty TORCH_INDEX_URL takes them from pip's own index instead (PyPI: the CUDA build)
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN python -m pip install --no-cache-dir ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} \
         -r /tmp/requirements/torch.txt
 COPY --from=requirements /requirements/base.txt /requirements/train.txt /tmp/requirements/
 RUN python -m pip install --no-cache-dir -r /tmp/requirements/base.txt -r /tmp/requirements/train.txt \

@@ -1,6 +1,7 @@
-"""The Dockerfile: hadolint finds nothing, and what it promises holds, read from the file itself (no container
-engine runs here): the four targets, a non-root user and a health check in each, no torch in the API images,
-pinned base images, dependencies installed before the source; plus the helper scripts the images run
+"""The Dockerfile: hadolint finds nothing, and what it promises holds, read from the file itself (the images
+built from it are run by test_images.py): the four targets, a non-root user and a health check in each, no
+torch and no training package in the API images, pinned base images, dependencies installed before the
+source; plus the helper scripts the images run
 (deploy/docker/): the requirement lists, the wheel's completeness check, the health checks."""
 
 import http.server
@@ -167,8 +168,20 @@ def test_api_targets_never_install_torch_or_the_train_extra(stages: dict[str, St
 def test_workers_install_torch_from_pyprojects_pins(stages: dict[str, Stage], target: str) -> None:
     runs = " ".join(stages[target].args("RUN"))
     assert "-r /tmp/requirements/torch.txt" in runs and "-r /tmp/requirements/train.txt" in runs
-    assert ("download.pytorch.org/whl/cpu" in runs) == (target == "worker"), "CPU wheels for the CPU worker only"
+    cpu_index = stages[target].args("ARG") == ["TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu"]
+    assert cpu_index == (target == "worker"), "CPU wheels for the CPU worker only"
+    assert ('${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}' in runs) == (target == "worker")
     assert re.search(r"\bflower==\d", runs), "Flower, pinned, in the worker images"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_api_images_hold_the_service_package_alone(stages: dict[str, Stage], target: str) -> None:
+    """The API images install a wheel built from service/ only (issue 15: no training package in them)."""
+    wheels = [args for stage in chain(stages, target) for key, args in stage.instructions if "--from=" in args]
+    wheel = "api-wheel" if target in API_TARGETS else "wheel"
+    assert [args.split()[0] for args in wheels if "wheel" in args] == [f"--from={wheel}"]
+    assert "training/" not in " ".join(stages["api-wheel"].args("COPY"))
+    assert stages["wheel"].base == "api-wheel" and "training/ training/" in stages["wheel"].args("COPY")
 
 
 def test_base_images_are_pinned(stages: dict[str, Stage]) -> None:
@@ -187,11 +200,13 @@ def test_dependencies_are_installed_before_the_source_arrives(stages: dict[str, 
     dependency_steps = [
         i for i, (keyword, args) in enumerate(steps) if keyword == "RUN" and "-r /tmp/requirements/" in args
     ]
-    source_steps = [i for i, (keyword, args) in enumerate(steps) if keyword == "COPY" and "--from=wheel" in args]
+    source_steps = [
+        i for i, (keyword, args) in enumerate(steps) if keyword == "COPY" and re.match(r"--from=(api-)?wheel ", args)
+    ]
     assert dependency_steps and len(source_steps) == 1 and max(dependency_steps) < source_steps[0]
     for keyword, args in steps:  # the source reaches a final image only as the wheel
         assert not (keyword == "COPY" and re.search(r"(^|\s)(service|training)/?(\s|$)", args)), args
-    assert re.search(r"(^|\s)(service|training)/", " ".join(stages["wheel"].args("COPY")))
+    assert re.search(r"(^|\s)service/", " ".join(stages["api-wheel"].args("COPY")))
 
 
 @pytest.mark.parametrize("target", TARGETS)
