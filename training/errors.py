@@ -39,8 +39,9 @@ class InvalidHyperparameter(TrainingError):
     pass
 
 
-class DatasetError(TrainingError):
-    """Missing, corrupt or unusable data files."""
+class UnusableData(TrainingError):
+    """Training data that cannot be used: missing, corrupt or unusable files or folders (an uploaded
+    dataset that the service refuses is ``service.datasets.DatasetError``)."""
 
 
 class CheckpointError(TrainingError):

@@ -224,7 +224,7 @@ def fine_tune(
 
     Raises, before anything trains: ``InvalidHyperparameter`` / ``UnknownOptimizer`` / ``UnknownPolicy``
     for hyperparameters that cannot run, ``ModelNotFound`` / ``VersionNotFound`` / ``AliasNotFound`` /
-    ``CorruptVersion`` for the base, ``IncompatibleBase``, ``DatasetError`` for unusable images,
+    ``CorruptVersion`` for the base, ``IncompatibleBase``, ``UnusableData`` for unusable images,
     ``JobRunning`` while another process runs the job, and ``TrainingError`` when the folder belongs to
     another job.
     """

@@ -39,7 +39,7 @@ from service.repository.store import ONNX_FILE
 from training.calibration import calibrated_probabilities, expected_calibration_error
 from training.config import build_config
 from training.data import load_dataset, normalize
-from training.errors import AccuracyDropTooLarge, DatasetError, InvalidHyperparameter
+from training.errors import AccuracyDropTooLarge, InvalidHyperparameter, UnusableData
 from training.train import split_dataset
 
 VARIANT_NAME = "int8"
@@ -90,7 +90,7 @@ def quantize_version(
 
     ``max_accuracy_drop`` is a fraction (0.005 = 0.5 points), compared with fp32 minus int8 test accuracy,
     both measured here with onnxruntime on the same images. Raises ``AccuracyDropTooLarge`` (and adds
-    nothing) when the drop is larger, ``DatasetError`` when the version's dataset cannot be loaded or no
+    nothing) when the drop is larger, ``UnusableData`` when the version's dataset cannot be loaded or no
     longer matches the manifest, and the repository's errors for a missing or corrupt version. Adding
     again replaces an earlier int8 variant of the version.
     """
@@ -157,7 +157,7 @@ def quantize_version(
 def version_images(manifest: Manifest, *, fashion_mnist_dir: Path, calibration_images: int) -> VersionImages:
     """Reload the version's dataset and cut it as its run did (recorded seed, split and subsets).
 
-    Raises ``DatasetError`` when the dataset now decodes differently from the manifest (geometry,
+    Raises ``UnusableData`` when the dataset now decodes differently from the manifest (geometry,
     labels) or its test split has another size than the one the metrics were measured on.
     """
     if calibration_images < 1:
@@ -170,7 +170,7 @@ def version_images(manifest: Manifest, *, fashion_mnist_dir: Path, calibration_i
         seed=config.seed,  # picks the held-out test split of digits and folder datasets
     )
     if _geometry(data.preprocessing) != _geometry(manifest.preprocessing) or data.labels != manifest.labels:
-        raise DatasetError(
+        raise UnusableData(
             f"{data.name} now decodes to {len(data.labels)} classes of {data.preprocessing.input_size} "
             f"{data.preprocessing.color_mode} images; {manifest.name} v{manifest.version} was trained on "
             f"{len(manifest.labels)} classes of {manifest.preprocessing.input_size} "
@@ -179,7 +179,7 @@ def version_images(manifest: Manifest, *, fashion_mnist_dir: Path, calibration_i
     split = split_dataset(data, config)
     recorded = manifest.metrics.get("test_images")
     if recorded is not None and int(recorded) != len(split.test[1]):
-        raise DatasetError(
+        raise UnusableData(
             f"{data.name}: the test split now has {len(split.test[1])} images, {manifest.name} v{manifest.version} "
             f"was tested on {int(recorded)}; the dataset changed since, so fp32 and int8 cannot be compared on "
             "the same images"

@@ -13,7 +13,7 @@ from service.repository.store import ONNX_FILE
 from training.calibration import calibrated_probabilities, expected_calibration_error
 from training.cli.options import DATA_DIR_OPTION, settings_from
 from training.data import load_dataset
-from training.errors import DatasetError
+from training.errors import UnusableData
 from training.reporting import confusion_matrix, plot_confusion
 
 BATCH_SIZE = 500
@@ -52,7 +52,7 @@ def evaluate(
         seed=int(manifest.lineage.config.get("seed", 0)),
     )
     if data.preprocessing.input_size != manifest.preprocessing.input_size or len(data.labels) != len(manifest.labels):
-        raise DatasetError(
+        raise UnusableData(
             f"{data.name} has {len(data.labels)} classes of {data.preprocessing.input_size} images; "
             f"{name} v{number} expects {len(manifest.labels)} classes of {manifest.preprocessing.input_size}"
         )

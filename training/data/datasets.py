@@ -21,7 +21,7 @@ from training.data.fashion_mnist import (
 )
 from training.data.image_folder import detect_color_mode, load_image_folder
 from training.data.split import train_val_split
-from training.errors import DatasetError, UnknownDataset
+from training.errors import UnknownDataset, UnusableData
 
 DATASETS = ("fashion-mnist", "digits")
 _NATIVE_SIZE = {"fashion-mnist": 28, "digits": 8}  # the built-ins' fixed image side
@@ -80,7 +80,7 @@ def channel_mean_std(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[flo
 def _with_train_statistics(name: str, preprocessing: Preprocessing, train_images: torch.Tensor) -> Preprocessing:
     mean, std = channel_mean_std(train_images)
     if min(std) <= 0:
-        raise DatasetError(f"{name}: the training images are one flat colour (std 0); add varied images")
+        raise UnusableData(f"{name}: the training images are one flat colour (std 0); add varied images")
     return msgspec.structs.replace(preprocessing, mean=mean, std=std)
 
 
@@ -153,21 +153,21 @@ def load_dataset(spec: str, *, fashion_mnist_dir: Path, image_size: int | None =
     for ``folder:`` datasets (default ``FOLDER_IMAGE_SIZE``); the built-in sets have a fixed size and
     reject a different one. ``seed`` picks the held-out test split of digits and folders (stratified
     20 %); Fashion-MNIST uses its official split. Raises ``UnknownDataset`` for an unknown spec and
-    ``DatasetError`` for missing or unusable data.
+    ``UnusableData`` for missing or unusable data.
     """
     if spec.startswith(FOLDER_PREFIX):
         path = spec[len(FOLDER_PREFIX) :]
         if not path:
-            raise DatasetError("folder: needs a path, e.g. folder:/data/pets")
+            raise UnusableData("folder: needs a path, e.g. folder:/data/pets")
         size = FOLDER_IMAGE_SIZE if image_size is None else image_size
         if size < 1:
-            raise DatasetError(f"image_size must be a positive number of pixels, got {size}")
+            raise UnusableData(f"image_size must be a positive number of pixels, got {size}")
         return _folder(Path(path), image_size=size, seed=seed)
     native_size = _NATIVE_SIZE.get(spec)
     if native_size is None:
         raise UnknownDataset(spec, (*DATASETS, f"{FOLDER_PREFIX}<path>"))
     if image_size is not None and image_size != native_size:
-        raise DatasetError(
+        raise UnusableData(
             f"{spec} images are {native_size}x{native_size}; drop the image size option "
             f"(got {image_size}) or export the images into a folder: dataset"
         )

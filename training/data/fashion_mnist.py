@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from training.data.idx import read_idx
-from training.errors import DatasetError
+from training.errors import UnusableData
 
 FASHION_MNIST_LABELS: tuple[str, ...] = (
     "T-shirt/top",
@@ -46,20 +46,20 @@ def _find(directory: Path, stem: str) -> Path:
     for candidate in (directory / f"{stem}.gz", directory / stem):
         if candidate.is_file():
             return candidate
-    raise DatasetError(f"Fashion-MNIST file {stem}[.gz] not found in {directory}; {_HOW_TO_GET_IT}")
+    raise UnusableData(f"Fashion-MNIST file {stem}[.gz] not found in {directory}; {_HOW_TO_GET_IT}")
 
 
 def load_fashion_mnist(directory: Path, split: Literal["train", "test"]) -> tuple[torch.Tensor, torch.Tensor]:
     """Images as uint8 ``(N, 1, 28, 28)`` and labels as int64 ``(N,)``; N is 60,000 (train) or 10,000 (test).
 
     Reads ``{train,t10k}-images-idx3-ubyte[.gz]`` and ``{train,t10k}-labels-idx1-ubyte[.gz]``.
-    Raises ``DatasetError`` when the folder or a file is missing (saying how to install them), when a
+    Raises ``UnusableData`` when the folder or a file is missing (saying how to install them), when a
     file is corrupt, or when shapes, counts or label values are not Fashion-MNIST's.
     """
     if split not in _FILE_PREFIX:
-        raise DatasetError(f"Fashion-MNIST has no split {split!r}; use 'train' or 'test'")
+        raise UnusableData(f"Fashion-MNIST has no split {split!r}; use 'train' or 'test'")
     if not directory.is_dir():
-        raise DatasetError(f"Fashion-MNIST folder {directory} does not exist; {_HOW_TO_GET_IT}")
+        raise UnusableData(f"Fashion-MNIST folder {directory} does not exist; {_HOW_TO_GET_IT}")
     prefix = _FILE_PREFIX[split]
     images_path = _find(directory, f"{prefix}-images-idx3-ubyte")
     labels_path = _find(directory, f"{prefix}-labels-idx1-ubyte")
@@ -67,26 +67,26 @@ def load_fashion_mnist(directory: Path, split: Literal["train", "test"]) -> tupl
     labels = read_idx(labels_path, ndim=1)
 
     if images.dtype != np.uint8 or labels.dtype != np.uint8:
-        raise DatasetError(
+        raise UnusableData(
             f"Fashion-MNIST files in {directory} hold {images.dtype}/{labels.dtype}, expected uint8; "
             "reinstall the files"
         )
     if images.shape[1:] != (_IMAGE_SIZE, _IMAGE_SIZE):
-        raise DatasetError(
+        raise UnusableData(
             f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, Fashion-MNIST's are 28x28; "
             "point to the Fashion-MNIST files"
         )
     if len(images) != len(labels):
-        raise DatasetError(
+        raise UnusableData(
             f"{images_path.name} holds {len(images)} images but {labels_path.name} {len(labels)} labels; "
             "the two files come from different downloads, reinstall them"
         )
     if len(labels) and int(labels.max()) >= len(FASHION_MNIST_LABELS):
-        raise DatasetError(
+        raise UnusableData(
             f"{labels_path}: label {int(labels.max())} outside 0..9; this is not Fashion-MNIST, reinstall it"
         )
     if len(images) != _SPLIT_SIZE[split]:
-        raise DatasetError(
+        raise UnusableData(
             f"{images_path}: {len(images)} images, Fashion-MNIST's {split} split has {_SPLIT_SIZE[split]}; "
             "reinstall the files"
         )

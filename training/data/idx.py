@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.errors import DatasetError
+from training.errors import UnusableData
 
 # The type codes of the IDX specification, as big-endian numpy dtypes.
 _IDX_DTYPES: dict[int, np.dtype] = {
@@ -31,15 +31,15 @@ def _read_bytes(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise DatasetError(f"{path}: no such file; check the data directory") from None
+        raise UnusableData(f"{path}: no such file; check the data directory") from None
     except OSError as error:
-        raise DatasetError(f"{path}: cannot read ({error.strerror}); check its permissions") from None
+        raise UnusableData(f"{path}: cannot read ({error.strerror}); check its permissions") from None
     if not raw.startswith(_GZIP_MAGIC):
         return raw
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as error:
-        raise DatasetError(
+        raise UnusableData(
             f"{path}: corrupt or truncated gzip data ({error}); download or reinstall the file"
         ) from None
 
@@ -48,25 +48,25 @@ def read_idx(path: Path, *, ndim: int | None = None) -> np.ndarray:
     """Read one IDX file (gzipped or not) into a native-endian array of the header's shape.
 
     ``ndim``, when given, is the number of dimensions the caller expects (1 for labels, 3 for images).
-    Raises ``DatasetError`` naming the file for: a bad magic number, an unknown type code, the wrong
+    Raises ``UnusableData`` naming the file for: a bad magic number, an unknown type code, the wrong
     number of dimensions, or data shorter or longer than the header declares (a truncated download).
     """
     data = _read_bytes(path)
     if len(data) < 4:
-        raise DatasetError(f"{path}: {len(data)} bytes, too short for an IDX header (truncated); reinstall the file")
+        raise UnusableData(f"{path}: {len(data)} bytes, too short for an IDX header (truncated); reinstall the file")
     zero, type_code, dims = struct.unpack(">HBB", data[:4])
     if zero != 0 or type_code not in _IDX_DTYPES or dims == 0:
-        raise DatasetError(
+        raise UnusableData(
             f"{path}: magic number 0x{data[:4].hex()} is not an IDX header (labels are 0x00000801, "
             "images 0x00000803); point to the IDX file itself"
         )
     if ndim is not None and dims != ndim:
-        raise DatasetError(
+        raise UnusableData(
             f"{path}: IDX file has {dims} dimensions, expected {ndim}; check that this is the right file"
         )
     header_length = 4 + 4 * dims
     if len(data) < header_length:
-        raise DatasetError(
+        raise UnusableData(
             f"{path}: header declares {dims} dimensions but the file ends inside it (truncated); "
             "download or reinstall the file"
         )
@@ -76,7 +76,7 @@ def read_idx(path: Path, *, ndim: int | None = None) -> np.ndarray:
     actual = len(data) - header_length
     if actual != expected:
         problem = "truncated" if actual < expected else "has trailing bytes"
-        raise DatasetError(
+        raise UnusableData(
             f"{path}: header {'x'.join(map(str, shape))} needs {expected} data bytes, file has {actual} "
             f"({problem}); download or reinstall the file"
         )

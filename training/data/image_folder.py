@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 
 from service.repository.manifest import Preprocessing
 from training.data.transforms import decode_for_eval
-from training.errors import DatasetError
+from training.errors import UnusableData
 
 IMAGE_EXTENSIONS = frozenset({".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp"})
 # PIL modes whose pixels carry no colour; a folder of only these is loaded as "L".
@@ -43,18 +43,18 @@ def open_image(path: Path) -> Image.Image:
 
 def _class_folders(root: Path) -> list[Path]:
     if not root.is_dir():
-        raise DatasetError(f"image folder {root} does not exist; give the path of a folder of class folders")
+        raise UnusableData(f"image folder {root} does not exist; give the path of a folder of class folders")
     folders = sorted(
         (entry for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith(".")),
         key=lambda entry: entry.name,
     )
     if not folders:
-        raise DatasetError(
+        raise UnusableData(
             f"image folder {root} has no class folders; put each class's images in a sub-folder "
             "named after the class (root/cat/1.jpg, root/dog/2.jpg)"
         )
     if len(folders) == 1:
-        raise DatasetError(
+        raise UnusableData(
             f"image folder {root} has a single class ({folders[0].name}); a classifier needs at least two class folders"
         )
     return folders
@@ -91,7 +91,7 @@ def detect_color_mode(root: Path) -> Literal["L", "RGB"]:
 def load_image_folder(root: Path, *, preprocessing: Preprocessing, min_images_per_class: int = 1) -> ImageFolderData:
     """Decode every image under ``root`` through ``decode_for_eval`` into one uint8 tensor.
 
-    Raises ``DatasetError`` when ``root`` is missing, has no class folders or only one, holds no
+    Raises ``UnusableData`` when ``root`` is missing, has no class folders or only one, holds no
     readable image, or a class has fewer than ``min_images_per_class`` readable images. Unreadable
     or corrupt files (and images too small for ``input_size``) are skipped and listed in ``skipped``.
     Prints nothing.
@@ -118,7 +118,7 @@ def load_image_folder(root: Path, *, preprocessing: Preprocessing, min_images_pe
         paths.append(relative)
 
     if not targets:
-        raise DatasetError(
+        raise UnusableData(
             f"image folder {root} holds no readable image ({len(files)} candidate files, "
             f"extensions {', '.join(sorted(IMAGE_EXTENSIONS))}); add images to the class folders"
         )
@@ -130,7 +130,7 @@ def load_image_folder(root: Path, *, preprocessing: Preprocessing, min_images_pe
         if count < min_images_per_class
     ]
     if too_few:
-        raise DatasetError(
+        raise UnusableData(
             f"image folder {root}: classes with fewer than {min_images_per_class} readable images: "
             f"{', '.join(too_few)}; add images or remove those folders"
         )

@@ -2,7 +2,7 @@
 
 import torch
 
-from training.errors import DatasetError
+from training.errors import UnusableData
 
 
 def train_val_split(labels: torch.Tensor, *, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -14,12 +14,12 @@ def train_val_split(labels: torch.Tensor, *, val_fraction: float, seed: int) -> 
     an empty val. The same labels and seed always give the same split, on any machine.
     """
     if not 0.0 <= val_fraction < 1.0:
-        raise DatasetError(f"val_fraction must be in [0, 1), got {val_fraction}; use e.g. 0.1")
+        raise UnusableData(f"val_fraction must be in [0, 1), got {val_fraction}; use e.g. 0.1")
     if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise DatasetError(f"labels must be a 1-dim integer tensor, got {labels.dtype} of shape {tuple(labels.shape)}")
+        raise UnusableData(f"labels must be a 1-dim integer tensor, got {labels.dtype} of shape {tuple(labels.shape)}")
     labels = labels.to(device="cpu", dtype=torch.int64)
     if len(labels) and int(labels.min()) < 0:
-        raise DatasetError(f"labels must be non-negative class indices, found {int(labels.min())}")
+        raise UnusableData(f"labels must be non-negative class indices, found {int(labels.min())}")
     if val_fraction == 0.0 or len(labels) == 0:
         return torch.arange(len(labels)), torch.empty(0, dtype=torch.int64)
 

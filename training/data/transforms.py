@@ -15,7 +15,7 @@ from PIL import Image
 
 from service.imaging.preprocess import resized_size  # one rule for training and serving
 from service.repository.manifest import Preprocessing
-from training.errors import DatasetError
+from training.errors import UnusableData
 
 _RESAMPLING = {
     "nearest": Image.Resampling.NEAREST,
@@ -39,7 +39,7 @@ def decode_for_eval(image: Image.Image, *, preprocessing: Preprocessing) -> torc
        half-to-even ``round``, exactly torchvision's ``CenterCrop``).
 
     EXIF orientation and frame selection are the caller's job (see ``image_folder.open_image``).
-    Raises ``DatasetError`` when the image is smaller than ``input_size`` after step 2.
+    Raises ``UnusableData`` when the image is smaller than ``input_size`` after step 2.
     """
     if image.mode != preprocessing.color_mode:
         image = image.convert(preprocessing.color_mode)
@@ -50,7 +50,7 @@ def decode_for_eval(image: Image.Image, *, preprocessing: Preprocessing) -> torc
 
     crop_h, crop_w = preprocessing.input_size
     if image.height < crop_h or image.width < crop_w:
-        raise DatasetError(
+        raise UnusableData(
             f"image is {image.width}x{image.height} (w x h) after resizing, smaller than the input size "
             f"{crop_w}x{crop_h}; set resize to at least {max(crop_h, crop_w)} or use larger images"
         )

@@ -26,8 +26,7 @@ from service.jobs.store import JobStore
 from service.repository import ModelRepository, RepositoryError
 from service.repository.errors import UnfinishedRun
 from service.repository.run_folder import TrialFolder
-from training.errors import DatasetError as TrainingDatasetError
-from training.errors import InvalidHyperparameter, TrainingError, UnknownName
+from training.errors import InvalidHyperparameter, TrainingError, UnknownName, UnusableData
 from training.finetune import (
     FineTuneJob,
     IncompatibleBase,
@@ -55,7 +54,7 @@ def failure_for(error: BaseException) -> Failure:
         (UnfinishedRun, "training_error"),
         (RepositoryError, "base_unavailable"),
         (DatasetError, "dataset_unavailable"),
-        (TrainingDatasetError, "dataset_error"),
+        (UnusableData, "dataset_error"),
         (SoftTimeLimitExceeded, "time_limit"),
         (TrainingError, "training_error"),
     ]

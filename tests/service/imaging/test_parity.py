@@ -29,7 +29,7 @@ from training.data import (
     open_image,
 )
 from training.data import resized_size as training_resized_size
-from training.errors import DatasetError
+from training.errors import UnusableData
 from training.export import export_onnx
 from training.models import create_model
 
@@ -42,7 +42,7 @@ def fashion_mnist(split: Literal["train", "test"]):
     """uint8 (N, 1, 28, 28) images and int64 labels, or a skip that says how to install the files."""
     try:
         return load_fashion_mnist(DEFAULT_FASHION_MNIST_DIR, split)
-    except DatasetError as error:
+    except UnusableData as error:
         pytest.skip(str(error))
 
 

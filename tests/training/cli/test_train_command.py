@@ -90,7 +90,7 @@ def test_export_and_publish_a_run(trained: tuple[Path, subprocess.CompletedProce
         (["train", "--lr-policy", "poly", "--lr-policy-option", "power=-1"], 2, "power"),
         (["train", "--epochs", "many"], 2, "'many' is not a valid integer"),
         (["train", "--dataset", "cifar"], 2, "UnknownDataset: cifar (known:"),
-        (["train", "--dataset", "folder:/nonexistent"], 1, "DatasetError"),
+        (["train", "--dataset", "folder:/nonexistent"], 1, "UnusableData"),
         (["train", "--resume", "/nonexistent"], 2, "is not a run folder"),
         (["nonsense"], 2, "No such command 'nonsense'"),
     ],

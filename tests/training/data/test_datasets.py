@@ -6,7 +6,7 @@ import torch
 from tests.training.data.files import random_pixels, save_image
 from training.data.datasets import DATASETS, channel_mean_std, load_dataset
 from training.data.fashion_mnist import DEFAULT_FASHION_MNIST_DIR
-from training.errors import DatasetError, UnknownDataset
+from training.errors import UnknownDataset, UnusableData
 
 NO_DIR = Path("/nonexistent")
 
@@ -33,12 +33,12 @@ def test_fashion_mnist_bundle() -> None:
 
 
 def test_fashion_mnist_missing_directory() -> None:
-    with pytest.raises(DatasetError, match="apt-get install dataset-fashion-mnist"):
+    with pytest.raises(UnusableData, match="apt-get install dataset-fashion-mnist"):
         load_dataset("fashion-mnist", fashion_mnist_dir=NO_DIR)
 
 
 def test_builtin_sets_reject_another_image_size() -> None:
-    with pytest.raises(DatasetError, match="digits images are 8x8; drop the image size option"):
+    with pytest.raises(UnusableData, match="digits images are 8x8; drop the image size option"):
         load_dataset("digits", fashion_mnist_dir=NO_DIR, image_size=32)
 
 
@@ -94,12 +94,12 @@ def test_grayscale_folder_defaults_to_32_pixels(tmp_path: Path) -> None:
 
 def test_folder_needs_two_images_per_class(tmp_path: Path) -> None:
     root = make_folder(tmp_path, channels=3, per_class=1)
-    with pytest.raises(DatasetError, match="fewer than 2 readable images"):
+    with pytest.raises(UnusableData, match="fewer than 2 readable images"):
         load_dataset(f"folder:{root}", fashion_mnist_dir=NO_DIR)
 
 
 def test_folder_without_path() -> None:
-    with pytest.raises(DatasetError, match="folder: needs a path"):
+    with pytest.raises(UnusableData, match="folder: needs a path"):
         load_dataset("folder:", fashion_mnist_dir=NO_DIR)
 
 
@@ -107,5 +107,5 @@ def test_folder_of_flat_images(tmp_path: Path) -> None:
     for label in ("a", "b"):
         for i in range(2):
             save_image(tmp_path / label / f"{i}.png", random_pixels(0, 8, 8) * 0)
-    with pytest.raises(DatasetError, match=r"one flat colour \(std 0\); add varied images"):
+    with pytest.raises(UnusableData, match=r"one flat colour \(std 0\); add varied images"):
         load_dataset(f"folder:{tmp_path}", fashion_mnist_dir=NO_DIR, image_size=8)

@@ -12,7 +12,7 @@ from training.data.fashion_mnist import (
     FASHION_MNIST_STD,
     load_fashion_mnist,
 )
-from training.errors import DatasetError
+from training.errors import UnusableData
 
 needs_real_files = pytest.mark.skipif(
     not DEFAULT_FASHION_MNIST_DIR.is_dir(),
@@ -55,7 +55,7 @@ def test_uncompressed_files_load(tmp_path: Path) -> None:
 
 
 def test_missing_directory_says_how_to_install(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError) as caught:
+    with pytest.raises(UnusableData) as caught:
         load_fashion_mnist(tmp_path / "nowhere", "train")
     message = str(caught.value)
     assert "apt-get install dataset-fashion-mnist" in message
@@ -64,34 +64,34 @@ def test_missing_directory_says_how_to_install(tmp_path: Path) -> None:
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
     write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros((3, 28, 28), np.uint8), gz=True)
-    with pytest.raises(DatasetError, match=r"t10k-labels-idx1-ubyte\[\.gz\] not found.*apt-get install"):
+    with pytest.raises(UnusableData, match=r"t10k-labels-idx1-ubyte\[\.gz\] not found.*apt-get install"):
         load_fashion_mnist(tmp_path, "test")
 
 
 def test_images_and_labels_disagree(tmp_path: Path) -> None:
     write_split(tmp_path, np.zeros((5, 28, 28), np.uint8), np.zeros(4, np.uint8))
-    with pytest.raises(DatasetError, match=r"holds 5 images but t10k-labels-idx1-ubyte\.gz 4 labels"):
+    with pytest.raises(UnusableData, match=r"holds 5 images but t10k-labels-idx1-ubyte\.gz 4 labels"):
         load_fashion_mnist(tmp_path, "test")
 
 
 def test_wrong_count(tmp_path: Path) -> None:
     write_split(tmp_path, np.zeros((5, 28, 28), np.uint8), np.zeros(5, np.uint8))
-    with pytest.raises(DatasetError, match="5 images, Fashion-MNIST's test split has 10000"):
+    with pytest.raises(UnusableData, match="5 images, Fashion-MNIST's test split has 10000"):
         load_fashion_mnist(tmp_path, "test")
 
 
 def test_label_out_of_range(tmp_path: Path) -> None:
     write_split(tmp_path, np.zeros((2, 28, 28), np.uint8), np.array([3, 10], np.uint8))
-    with pytest.raises(DatasetError, match=r"label 10 outside 0\.\.9"):
+    with pytest.raises(UnusableData, match=r"label 10 outside 0\.\.9"):
         load_fashion_mnist(tmp_path, "test")
 
 
 def test_wrong_image_size(tmp_path: Path) -> None:
     write_split(tmp_path, np.zeros((2, 32, 32), np.uint8), np.zeros(2, np.uint8))
-    with pytest.raises(DatasetError, match="images are 32x32, Fashion-MNIST's are 28x28"):
+    with pytest.raises(UnusableData, match="images are 32x32, Fashion-MNIST's are 28x28"):
         load_fashion_mnist(tmp_path, "test")
 
 
 def test_unknown_split(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="no split 'val'"):
+    with pytest.raises(UnusableData, match="no split 'val'"):
         load_fashion_mnist(tmp_path, "val")  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ import pytest
 
 from tests.training.data.files import encode_idx, write_idx
 from training.data.idx import read_idx
-from training.errors import DatasetError
+from training.errors import UnusableData
 
 IMAGES = np.arange(3 * 4 * 5, dtype=np.uint8).reshape(3, 4, 5)
 LABELS = np.array([0, 9, 3, 255], dtype=np.uint8)
@@ -38,13 +38,13 @@ def test_gzip_is_detected_by_content_not_name(tmp_path: Path) -> None:
 def test_wrong_magic(tmp_path: Path) -> None:
     path = tmp_path / "not-idx"
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
-    with pytest.raises(DatasetError, match=r"not-idx: magic number 0x89504e47 is not an IDX header"):
+    with pytest.raises(UnusableData, match=r"not-idx: magic number 0x89504e47 is not an IDX header"):
         read_idx(path)
 
 
 def test_wrong_dimension_count(tmp_path: Path) -> None:
     path = write_idx(tmp_path / "labels", LABELS)
-    with pytest.raises(DatasetError, match="has 1 dimensions, expected 3"):
+    with pytest.raises(UnusableData, match="has 1 dimensions, expected 3"):
         read_idx(path, ndim=3)
 
 
@@ -53,34 +53,34 @@ def test_truncated_data(tmp_path: Path, gz: bool) -> None:
     data = encode_idx(IMAGES)[:-7]
     path = tmp_path / "images"
     path.write_bytes(gzip.compress(data) if gz else data)
-    with pytest.raises(DatasetError, match=r"header 3x4x5 needs 60 data bytes, file has 53 \(truncated\)"):
+    with pytest.raises(UnusableData, match=r"header 3x4x5 needs 60 data bytes, file has 53 \(truncated\)"):
         read_idx(path)
 
 
 def test_trailing_bytes(tmp_path: Path) -> None:
     path = tmp_path / "images"
     path.write_bytes(encode_idx(IMAGES) + b"\0")
-    with pytest.raises(DatasetError, match="trailing bytes"):
+    with pytest.raises(UnusableData, match="trailing bytes"):
         read_idx(path)
 
 
 def test_truncated_header(tmp_path: Path) -> None:
     path = tmp_path / "images"
     path.write_bytes(encode_idx(IMAGES)[:10])  # magic + 1.5 of 3 dimensions
-    with pytest.raises(DatasetError, match="ends inside it"):
+    with pytest.raises(UnusableData, match="ends inside it"):
         read_idx(path)
     path.write_bytes(b"\0\0")
-    with pytest.raises(DatasetError, match="too short for an IDX header"):
+    with pytest.raises(UnusableData, match="too short for an IDX header"):
         read_idx(path)
 
 
 def test_truncated_gzip_stream(tmp_path: Path) -> None:
     path = tmp_path / "images.gz"
     path.write_bytes(gzip.compress(encode_idx(IMAGES))[:-12])
-    with pytest.raises(DatasetError, match=r"images\.gz: corrupt or truncated gzip data"):
+    with pytest.raises(UnusableData, match=r"images\.gz: corrupt or truncated gzip data"):
         read_idx(path)
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="no such file"):
+    with pytest.raises(UnusableData, match="no such file"):
         read_idx(tmp_path / "absent")

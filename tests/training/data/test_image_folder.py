@@ -9,7 +9,7 @@ from PIL import Image
 from service.repository.manifest import Preprocessing
 from tests.training.data.files import random_pixels, save_image
 from training.data.image_folder import detect_color_mode, load_image_folder, open_image
-from training.errors import DatasetError
+from training.errors import UnusableData
 
 RGB_16 = Preprocessing(color_mode="RGB", input_size=(16, 16), mean=(0.5,) * 3, std=(0.5,) * 3, resize=16)
 EXIF_ORIENTATION = 0x0112
@@ -77,19 +77,19 @@ def test_grayscale_folder(tmp_path: Path) -> None:
 
 
 def test_missing_root(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="does not exist"):
+    with pytest.raises(UnusableData, match="does not exist"):
         load_image_folder(tmp_path / "absent", preprocessing=RGB_16)
 
 
 def test_no_class_folders(tmp_path: Path) -> None:
     save_image(tmp_path / "loose.png", random_pixels(0, 16, 16))
-    with pytest.raises(DatasetError, match="has no class folders; put each class's images in a sub-folder"):
+    with pytest.raises(UnusableData, match="has no class folders; put each class's images in a sub-folder"):
         load_image_folder(tmp_path, preprocessing=RGB_16)
 
 
 def test_single_class(tmp_path: Path) -> None:
     save_image(tmp_path / "cat" / "1.png", random_pixels(0, 16, 16))
-    with pytest.raises(DatasetError, match=r"single class \(cat\); a classifier needs at least two"):
+    with pytest.raises(UnusableData, match=r"single class \(cat\); a classifier needs at least two"):
         load_image_folder(tmp_path, preprocessing=RGB_16)
 
 
@@ -97,7 +97,7 @@ def test_no_readable_images(tmp_path: Path) -> None:
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "x.png").write_bytes(b"garbage")
-    with pytest.raises(DatasetError, match="holds no readable image"):
+    with pytest.raises(UnusableData, match="holds no readable image"):
         load_image_folder(tmp_path, preprocessing=RGB_16)
 
 
@@ -105,5 +105,5 @@ def test_class_below_minimum(tmp_path: Path) -> None:
     data = load_image_folder(build_tree(tmp_path), preprocessing=RGB_16, min_images_per_class=2)
     assert len(data.targets) == 5
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DatasetError, match=r"fewer than 3 readable images: dog \(2\), empty \(0\)"):
+    with pytest.raises(UnusableData, match=r"fewer than 3 readable images: dog \(2\), empty \(0\)"):
         load_image_folder(tmp_path, preprocessing=RGB_16, min_images_per_class=3)

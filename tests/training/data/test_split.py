@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from training.data.split import train_val_split
-from training.errors import DatasetError
+from training.errors import UnusableData
 
 # 50 of class 0, 30 of class 1, 20 of class 2, 2 of class 3, 1 of class 4, interleaved.
 LABELS = torch.tensor([0] * 50 + [1] * 30 + [2] * 20 + [3] * 2 + [4])[torch.randperm(103)]
@@ -36,12 +36,12 @@ def test_zero_fraction_gives_empty_val() -> None:
 
 @pytest.mark.parametrize("fraction", [-0.1, 1.0, 1.5])
 def test_fraction_outside_range(fraction: float) -> None:
-    with pytest.raises(DatasetError, match=r"val_fraction must be in \[0, 1\)"):
+    with pytest.raises(UnusableData, match=r"val_fraction must be in \[0, 1\)"):
         train_val_split(LABELS, val_fraction=fraction, seed=0)
 
 
 def test_rejects_non_label_tensors() -> None:
-    with pytest.raises(DatasetError, match="1-dim integer tensor"):
+    with pytest.raises(UnusableData, match="1-dim integer tensor"):
         train_val_split(torch.zeros(4), val_fraction=0.5, seed=0)
-    with pytest.raises(DatasetError, match="non-negative"):
+    with pytest.raises(UnusableData, match="non-negative"):
         train_val_split(torch.tensor([0, -1]), val_fraction=0.5, seed=0)

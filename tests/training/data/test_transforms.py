@@ -13,7 +13,7 @@ from training.data.transforms import (
     resized_size,
     train_augment,
 )
-from training.errors import DatasetError
+from training.errors import UnusableData
 
 # ----------------------------------------------------------------------------------- eval geometry
 
@@ -74,7 +74,7 @@ def test_color_mode_conversion() -> None:
 
 def test_image_smaller_than_input_size() -> None:
     preprocessing = Preprocessing(color_mode="L", input_size=(28, 28), mean=(0.0,), std=(1.0,))
-    with pytest.raises(DatasetError, match=r"image is 20x30 .* smaller than the input size 28x28"):
+    with pytest.raises(UnusableData, match=r"image is 20x30 .* smaller than the input size 28x28"):
         decode_for_eval(Image.new("L", (20, 30)), preprocessing=preprocessing)
 
 
