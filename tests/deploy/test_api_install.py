@@ -92,7 +92,7 @@ def test_the_service_commands_run_without_the_training_package(api_venv: Path, t
 
     listing = imgcls_without_training(api_venv, tmp_path, "--help")
     assert listing.returncode == 0, listing.stderr
-    assert "serve" in listing.stdout and "fine-tune" not in listing.stdout
+    assert "\n  serve " in listing.stdout and "\n  fine-tune " not in listing.stdout
     assert "Training commands (train, evaluate, fine-tune, worker, ...) need pip install 'imgcls[train]'." in (
         " ".join(listing.stdout.split())
     )
