@@ -119,8 +119,7 @@ for target in "${TARGETS[@]}"; do
     build "$target" "$PWD"
 done
 for target in "${TARGETS[@]}"; do
-    timing "size-$target-bytes" "$(buildah inspect --type image --format '{{.Size}}' "imgcls-$target:local" 2>/dev/null \
-        || buildah images --noheading --format '{{.Size}}' "imgcls-$target:local")"
+    timing "size-$target" "$(buildah images --noheading --format '{{.Size}}' "imgcls-$target:local" | tr -d ' ')"
 done
 
 [ "$SMOKE" = 1 ] || { timing containers-sh-s "$(($(date +%s) - started))"; exit 0; }
@@ -144,7 +143,7 @@ buildah rmi imgcls-api:changed >/dev/null
 
 echo "==> smoke tests (tests/deploy/test_images.py)"
 begin=$(date +%s.%N)
-IMGCLS_TEST_IMAGES=1 .venv/bin/python -m pytest -q -p no:cacheprovider tests/deploy/test_images.py \
+IMGCLS_TEST_IMAGES=1 IMGCLS_TIMINGS="$PWD/$STATE/timings.txt" .venv/bin/python -m pytest -q -p no:cacheprovider tests/deploy/test_images.py \
     || fail "the smoke tests of the images failed"
 timing smoke-tests-s "$(since "$begin")"
 timing containers-sh-s "$(($(date +%s) - started))"

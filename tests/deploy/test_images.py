@@ -439,10 +439,33 @@ def test_the_worker_image_fine_tunes_through_the_api_image(
 @pytest.mark.parametrize("redis_url", ["redis://127.0.0.1:1/0", "not-a-url"])
 def test_a_wrong_redis_url_stops_the_worker_with_one_line(containers: Any, redis_url: str) -> None:
     worker = containers(WORKER_IMAGE)
-    result = worker.run(image_config(WORKER_IMAGE)["Cmd"], env={"IMGCLS_REDIS_URL": redis_url}, timeout=90)
+    result = worker.run(image_config(WORKER_IMAGE)["Cmd"], env={"IMGCLS_REDIS_URL": redis_url}, timeout=45)
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "IMGCLS_REDIS_URL" in lines[0], result.stderr
+
+
+# ---- the GPU images (scripts/containers.sh --gpu): what can be checked without a GPU
+
+
+GPU_CHECKS = {
+    # NVIDIA's CUDA and cuDNN wheels are there and load; the CUDA provider is built in
+    "imgcls-api-gpu:local": "import onnxruntime as ort; ort.preload_dlls(); print(ort.get_available_providers())",
+    # torch is the CUDA 13 build; without a GPU it says so instead of failing
+    "imgcls-worker-gpu:local": "import torch; print(torch.version.cuda, torch.cuda.is_available())",
+}
+GPU_ANSWERS = {"imgcls-api-gpu:local": "CUDAExecutionProvider", "imgcls-worker-gpu:local": "13."}
+
+
+@pytest.mark.parametrize("image", GPU_CHECKS)
+def test_the_gpu_images_hold_the_cuda_libraries(containers: Any, image: str) -> None:
+    if subprocess.run(["buildah", "inspect", "--type", "image", image], capture_output=True).returncode != 0:
+        pytest.skip(f"{image} is built by scripts/containers.sh --gpu")
+    config = image_config(image)
+    env = dict(item.partition("=")[::2] for item in config["Env"])
+    assert env["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility" and config["User"] == f"{UID}:{UID}"
+    result = containers(image).run(["python", "-c", GPU_CHECKS[image]])
+    assert result.returncode == 0 and GPU_ANSWERS[image] in result.stdout, result.stdout + result.stderr
 
 
 # ---- deploy/compose.yaml against the images
