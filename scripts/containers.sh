@@ -56,6 +56,9 @@ fi
 [ "$(id -u)" = 0 ] || fail "run as root (buildah builds as root here): the images were NOT built or tested"
 [ -x .venv/bin/python ] || fail ".venv is missing: run scripts/setup.sh first"
 export BUILDAH_ISOLATION=chroot # podman's OCI runtime cannot start containers on this kind of machine
+# working containers a killed test run left behind (tests/deploy/test_images.py names them imgcls-test-*)
+buildah containers --noheading --format '{{.ContainerName}}' | { grep '^imgcls-test-' || true; } \
+    | xargs -r buildah rm >/dev/null
 
 # ---- the base image: the Dockerfile's first FROM, made from the Debian mirror when not stored yet
 base=$(awk 'toupper($1) == "FROM" { print $2; exit }' Dockerfile)
@@ -143,7 +146,7 @@ buildah rmi imgcls-api:changed >/dev/null
 
 echo "==> smoke tests (tests/deploy/test_images.py)"
 begin=$(date +%s.%N)
-IMGCLS_TEST_IMAGES=1 IMGCLS_TIMINGS="$PWD/$STATE/timings.txt" .venv/bin/python -m pytest -q -p no:cacheprovider tests/deploy/test_images.py \
-    || fail "the smoke tests of the images failed"
+IMGCLS_TEST_IMAGES=1 IMGCLS_TIMINGS="$PWD/$STATE/timings.txt" \
+    .venv/bin/python -m pytest -q -p no:cacheprovider tests/deploy/test_images.py || fail "the smoke tests of the images failed"
 timing smoke-tests-s "$(since "$begin")"
 timing containers-sh-s "$(($(date +%s) - started))"
