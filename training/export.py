@@ -15,7 +15,6 @@ rtol * |torch|``, plus identical argmax per row. The file is written under a tem
 """
 
 import copy
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from service.files import replacing
 from training.errors import ExportError
 
 INPUT_NAME = "input"
@@ -80,22 +80,19 @@ def export_onnx(
     export_model = _on_cpu_in_float32(model)
     modes = {module: module.training for module in export_model.modules()}
     export_model.eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.temporary")
     try:
-        proto = _to_onnx(export_model, example, opset)
-        for key, value in (metadata or {}).items():
-            proto.metadata_props.add(key=key, value=value)
-        onnx.save_model(proto, temporary, save_as_external_data=False)
-        try:
-            onnx.checker.check_model(temporary, full_check=True)
-        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-            raise ExportError(f"{path.name}: the ONNX checker rejects the export: {exc}") from exc
-        num_classes = _check_signature(proto, input_shape, path)
-        max_abs_diff = _check_parity(export_model, temporary, inputs, atol=atol, rtol=rtol, name=path.name)
-        os.replace(temporary, path)
+        with replacing(path) as temporary:  # renamed into place only when every check passed
+            proto = _to_onnx(export_model, example, opset)
+            for key, value in (metadata or {}).items():
+                proto.metadata_props.add(key=key, value=value)
+            onnx.save_model(proto, temporary, save_as_external_data=False)
+            try:
+                onnx.checker.check_model(temporary, full_check=True)
+            except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+                raise ExportError(f"{path.name}: the ONNX checker rejects the export: {exc}") from exc
+            num_classes = _check_signature(proto, input_shape, path)
+            max_abs_diff = _check_parity(export_model, temporary, inputs, atol=atol, rtol=rtol, name=path.name)
     finally:
-        temporary.unlink(missing_ok=True)
         for module, training in modes.items():
             module.training = training
 

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import msgspec
 
+from service.files import fsync_dir, write_atomic, write_json_atomic
 from service.repository.errors import (
     AliasNotFound,
     CorruptVersion,
@@ -60,14 +61,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ModelRepository:
@@ -231,27 +224,11 @@ class ModelRepository:
 
     @staticmethod
     def _write_manifest(folder: Path, manifest: Manifest) -> None:
-        staging = folder / f".{MANIFEST_FILE}.{uuid.uuid4().hex}"
-        try:
-            with staging.open("wb") as handle:
-                handle.write(encode_manifest(manifest))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(staging, folder / MANIFEST_FILE)
-        finally:
-            staging.unlink(missing_ok=True)
-        _fsync_dir(folder)
+        write_atomic(folder / MANIFEST_FILE, encode_manifest(manifest))
 
     @staticmethod
     def _write_aliases(folder: Path, aliases: dict[str, int]) -> None:
-        staging = folder / f".{ALIASES_FILE}.{uuid.uuid4().hex}"
-        with staging.open("w") as handle:
-            json.dump(dict(sorted(aliases.items())), handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(staging, folder / ALIASES_FILE)
-        _fsync_dir(folder)
+        write_json_atomic(folder / ALIASES_FILE, dict(sorted(aliases.items())))
 
     def publish(self, manifest: Manifest, onnx_path: Path, weights_path: Path | None) -> VersionRef:
         """Copy the files in, stamp hashes and the next version number, and rename into place atomically.
@@ -280,10 +257,10 @@ class ModelRepository:
                 for child in staging.iterdir():
                     with child.open("rb") as handle:
                         os.fsync(handle.fileno())
-                _fsync_dir(staging)
+                fsync_dir(staging)
                 target = folder / str(version)
                 os.rename(staging, target)
-                _fsync_dir(folder)
+                fsync_dir(folder)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -60,6 +60,7 @@ SCOPES: dict[tuple[str, str], str | None] = {
     ("DELETE", "/v1/datasets/{dataset_id:str}"): "train",
     ("POST", "/v1/fine-tuning/jobs"): "train",
     ("GET", "/v1/fine-tuning/jobs"): "train",
+    ("GET", "/v1/fine-tuning/hyperparameters"): "train",
     ("GET", "/v1/fine-tuning/jobs/{job_id:str}"): "train",
     ("POST", "/v1/fine-tuning/jobs/{job_id:str}/cancel"): "train",
     ("GET", "/v1/fine-tuning/jobs/{job_id:str}/events"): "train",
