@@ -70,16 +70,16 @@ if ! buildah inspect --type image "$base_ref" >/dev/null 2>&1; then
     if [ ! -s "$tarball" ]; then
         echo "==> $base: a Debian 12 root file system from the Debian mirror (mmdebstrap)"
         # what the official slim image leaves out: manuals, documentation (not the licences), translations
-        mmdebstrap --quiet --variant=minbase \
+        mmdebstrap --quiet --variant=minbase --format=tar \
             --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
             --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
             --dpkgopt='path-exclude=/usr/share/locale/*' \
-            bookworm "$tarball.part" \
+            bookworm "$tarball.part.tar" \
             "deb http://deb.debian.org/debian bookworm main" \
             "deb http://deb.debian.org/debian bookworm-updates main" \
             "deb http://deb.debian.org/debian-security bookworm-security main" \
             || fail "mmdebstrap could not make the base image: the images were NOT built or tested"
-        mv "$tarball.part" "$tarball"
+        mv "$tarball.part.tar" "$tarball"
     fi
     made=$(tar -xOf "$tarball" ./etc/debian_version)
     [ "$base" = "debian:$made-slim" ] || [ "$base" = "debian:12-slim" ] \
