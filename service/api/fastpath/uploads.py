@@ -1,7 +1,10 @@
 """Images out of a request body: multipart field ``images``, a raw image body, or JSON with base64.
 
 Multipart is parsed here, directly on the body bytes, because it is the hot path of the service and the
-general-purpose parsers spool every upload through a file object.
+general-purpose parsers spool every upload through a file object. The API's one other multipart reader is
+the streaming ``multipart`` package that dataset uploads use (bodies up to 512 MB, never held whole in
+memory); given a classify body whole, it takes 7-11 µs for one 28x28 PNG against 4-5 µs here, which is
+1-2 % of the small model's CPU time per request (measured 2026-12-03 with a timeit loop over both).
 """
 
 import base64
