@@ -65,12 +65,14 @@ base=$(awk 'toupper($1) == "FROM" { print $2; exit }' Dockerfile)
 [[ "$base" =~ ^debian:([0-9]+)(\.[0-9]+)?-slim$ ]] || fail "the Dockerfile's base $base is not debian:N-slim"
 base_ref="docker.io/library/$base"
 if ! buildah inspect --type image "$base_ref" >/dev/null 2>&1; then
+    begin=$(date +%s.%N)
     [ "${BASH_REMATCH[1]}" = 12 ] || fail "only Debian 12 (bookworm) is made here, not $base"
     tarball="$STATE/debian-bookworm-slim.tar"
     if [ ! -s "$tarball" ]; then
         echo "==> $base: a Debian 12 root file system from the Debian mirror (mmdebstrap)"
-        # what the official slim image leaves out: manuals, documentation (not the licences), translations
-        mmdebstrap --quiet --variant=minbase --format=tar \
+        # as the official slim image: /usr merged without the usrmerge package (which would bring perl);
+        # no manuals, documentation (but the licences) or translations
+        mmdebstrap --quiet --variant=minbase --format=tar --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
             --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
             --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
             --dpkgopt='path-exclude=/usr/share/locale/*' \
@@ -88,6 +90,7 @@ if ! buildah inspect --type image "$base_ref" >/dev/null 2>&1; then
     buildah add --quiet "$container" "$tarball" / >/dev/null
     buildah config --cmd bash "$container"
     buildah commit --quiet --rm "$container" "$base_ref" >/dev/null
+    timing base-image-s "$(since "$begin")"
 fi
 
 # ---- pip's configuration for the build: this machine's, with every local path it names mounted read-only
@@ -132,7 +135,9 @@ done
 changed=$(mktemp -d)
 trap 'rm -rf "$changed"' EXIT
 git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' file; do
-    [ -e "$file" ] && mkdir -p "$changed/$(dirname "$file")" && cp -p "$file" "$changed/$file"
+    if [ -e "$file" ]; then # (a file deleted but not yet committed is listed too)
+        mkdir -p "$changed/$(dirname "$file")" && cp -p "$file" "$changed/$file"
+    fi
 done
 echo "# changed by scripts/containers.sh" >>"$changed/service/__init__.py"
 begin=$(date +%s.%N)
