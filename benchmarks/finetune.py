@@ -69,8 +69,14 @@ def seven_class_base(settings: TrainingSettings) -> tuple[int, float | None]:
         flip_ok=True,
     )
     started = time.perf_counter()
-    result = run(TrainConfig(name=BASE_NAME), settings=settings, output_dir=settings.runs_dir / f"{BASE_NAME}-base",
-                 data=data, progress=False, echo=False)  # fmt: skip
+    result = run(
+        TrainConfig(name=BASE_NAME),
+        settings=settings,
+        output_dir=settings.runs_dir / f"{BASE_NAME}-base",
+        data=data,
+        progress=False,
+        echo=False,
+    )
     assert result.published is not None
     return result.published.version, round(time.perf_counter() - started, 1)
 

@@ -53,8 +53,9 @@ def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     redis = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--appendonly", "yes"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(100):
         if subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip() == b"PONG":
             return redis, f"redis://127.0.0.1:{port}/0"
@@ -79,8 +80,9 @@ def wait_finished(client: httpx.Client, job_id: str, timeout_s: float) -> dict[s
 
 def one_job(client: httpx.Client, dataset: str, sample: bytes) -> dict[str, Any]:
     started = time.perf_counter()
-    answer = client.post("/v1/fine-tuning/jobs", json={"base_model": BASE_NAME, "dataset": dataset,
-                                                       "auto_promote": True})  # fmt: skip
+    answer = client.post(
+        "/v1/fine-tuning/jobs", json={"base_model": BASE_NAME, "dataset": dataset, "auto_promote": True}
+    )
     answer.raise_for_status()
     job = wait_finished(client, answer.json()["id"], timeout_s=600)
     finished = time.perf_counter()
@@ -88,8 +90,9 @@ def one_job(client: httpx.Client, dataset: str, sample: bytes) -> dict[str, Any]
         raise SystemExit(f"the job did not succeed: {json.dumps(job['error'])}")
     result = job["result"]
     while True:  # the API notices the new model (Redis notification) and loads it
-        classify = client.post(f"/v1/models/{result['model']}/classify", content=sample,
-                               headers={"Content-Type": "image/png"})  # fmt: skip
+        classify = client.post(
+            f"/v1/models/{result['model']}/classify", content=sample, headers={"Content-Type": "image/png"}
+        )
         if classify.status_code == 200 and classify.json()["version"] == result["version"]:
             break
         time.sleep(0.02)
@@ -113,8 +116,9 @@ def burst(client: httpx.Client, dataset: str, count: int) -> dict[str, Any]:
     started = time.perf_counter()
     ids = []
     for index in range(count):
-        answer = client.post("/v1/fine-tuning/jobs", json={"base_model": BASE_NAME, "dataset": dataset,
-                                                           "suffix": f"burst-{index}"})  # fmt: skip
+        answer = client.post(
+            "/v1/fine-tuning/jobs", json={"base_model": BASE_NAME, "dataset": dataset, "suffix": f"burst-{index}"}
+        )
         answer.raise_for_status()
         ids.append(answer.json()["id"])
     jobs = [wait_finished(client, job_id, timeout_s=60 * count) for job_id in ids]
@@ -171,18 +175,30 @@ def running_stack(work: Path) -> Iterator[Stack]:
     """A private Redis, ``imgcls serve`` and one ``imgcls worker`` over ``work``/models, each its own
     process, all ready; every one stopped on exit."""
     redis, redis_url = start_redis(work / "redis")
-    env = {**os.environ, "IMGCLS_MODEL_ROOT": str(work / "models"), "IMGCLS_DATA_ROOT": str(work / "data"),
-           "IMGCLS_RUNS_DIR": str(work / "runs"), "IMGCLS_REDIS_URL": redis_url}  # fmt: skip
+    env = {
+        **os.environ,
+        "IMGCLS_MODEL_ROOT": str(work / "models"),
+        "IMGCLS_DATA_ROOT": str(work / "data"),
+        "IMGCLS_RUNS_DIR": str(work / "runs"),
+        "IMGCLS_REDIS_URL": redis_url,
+    }
     imgcls = str(Path(sys.executable).parent / "imgcls")
     port = free_port()
     servers: list[Server] = []
     try:
-        api = launch("api", [imgcls, "serve", "--no-auth", "--port", str(port)], env, Path.cwd(), work / "api.log",
-                     port=port, path="/", lua=Path())  # fmt: skip
+        api = launch(
+            "api",
+            [imgcls, "serve", "--no-auth", "--port", str(port)],
+            env,
+            Path.cwd(),
+            work / "api.log",
+            port=port,
+            path="/",
+            lua=Path(),
+        )
         servers.append(api)
         api.wait_ready("/healthz/ready", timeout_s=60)
-        worker = launch("worker", [imgcls, "worker"], env, Path.cwd(), work / "worker.log", port=0, path="",
-                        lua=Path())  # fmt: skip
+        worker = launch("worker", [imgcls, "worker"], env, Path.cwd(), work / "worker.log", port=0, path="", lua=Path())
         servers.append(worker)
         while b"ready." not in (work / "worker.log").read_bytes():  # Celery's "celery@host ready."
             if worker.proc.poll() is not None or time.perf_counter() - worker.launched > 120:

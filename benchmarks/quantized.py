@@ -130,9 +130,16 @@ def train_or_reuse(args: argparse.Namespace, settings: TrainingSettings, tree: P
     except (ModelNotFound, IndexError):
         pass
     config = TrainConfig(
-        model="resnet18", dataset=f"folder:{tree}", image_size=224, name=args.name, epochs=args.epochs,
-        batch_size=32, optimizer="adam", learning_rate=0.002, threads=THREADS,
-    )  # fmt: skip
+        model="resnet18",
+        dataset=f"folder:{tree}",
+        image_size=224,
+        name=args.name,
+        epochs=args.epochs,
+        batch_size=32,
+        optimizer="adam",
+        learning_rate=0.002,
+        threads=THREADS,
+    )
     published = run(config, settings=settings).published
     if published is None:
         raise SystemExit("training did not publish a version")
@@ -165,9 +172,13 @@ def main() -> None:
     version = train_or_reuse(args, settings, tree)
     if args.requantize or VARIANT_NAME not in repository.manifest(args.name, version).variants:
         quantize_version(
-            settings.model_root, args.name, version, fashion_mnist_dir=settings.fashion_mnist_dir,
-            calibration_images=args.calibration_images, max_accuracy_drop=args.max_accuracy_drop,
-        )  # fmt: skip
+            settings.model_root,
+            args.name,
+            version,
+            fashion_mnist_dir=settings.fashion_mnist_dir,
+            calibration_images=args.calibration_images,
+            max_accuracy_drop=args.max_accuracy_drop,
+        )
     manifest = repository.verify(args.name, version)
     variant = manifest.variants[VARIANT_NAME]
     folder = repository.path(args.name, version)
@@ -182,9 +193,15 @@ def main() -> None:
     for label, (activation, weight, reduce_range) in OTHER_FORMATS.items() if args.compare_formats else ():
         paths[label] = scratch / f"{label.replace(' ', '-').replace('/', '')}.onnx"
         quantize_onnx(
-            folder / ONNX_FILE, paths[label], images.calibration, manifest, activation_type=activation,
-            weight_type=weight, reduce_range=reduce_range, progress=False,
-        )  # fmt: skip
+            folder / ONNX_FILE,
+            paths[label],
+            images.calibration,
+            manifest,
+            activation_type=activation,
+            weight_type=weight,
+            reduce_range=reduce_range,
+            progress=False,
+        )
         test_accuracy[label] = accuracy(paths[label], images.test, manifest)
 
     models = {label: session(path) for label, path in paths.items()}
@@ -194,8 +211,10 @@ def main() -> None:
     rounds: dict[str, list[float]] = {label: [] for label in models}
     others: list[float] = []  # per round: the most any of its legs lost to other processes
     for index in range(args.rounds):
-        legs = {label: images_per_second(models[label], batch, args.seconds)
-                for label in (list(models) if index % 2 == 0 else reversed(models))}  # fmt: skip
+        legs = {
+            label: images_per_second(models[label], batch, args.seconds)
+            for label in (list(models) if index % 2 == 0 else reversed(models))
+        }
         for label, (speed, _) in legs.items():
             rounds[label].append(round(speed, 1))
         others.append(round(max(other for _, other in legs.values()), 2))
@@ -203,41 +222,55 @@ def main() -> None:
     ratios = [i / f for f, i in zip(rounds["fp32"], rounds["int8"], strict=True)]
     quiet = [index for index, other in enumerate(others) if other < QUIET_CORES]
 
-    print(json.dumps({
-        "model": f"{args.name} v{version} ({manifest.architecture}, input {list(manifest.input.shape)})",
-        "cpu": cpu_name(),
-        "threads": THREADS,
-        "batch": BATCH_SIZE,
-        "fp32_images_per_second": rounds["fp32"],
-        "int8_images_per_second": rounds["int8"],
-        "median_fp32": round(median["fp32"], 1),
-        "median_int8": round(median["int8"], 1),
-        "speedup": round(median["int8"] / median["fp32"], 2),
-        "speedup_per_round": [round(r, 2) for r in ratios],
-        "median_speedup_per_round": round(statistics.median(ratios), 2),
-        "other_processes_cores_per_round": others,
-        "quiet_rounds": len(quiet),
-        "quiet_median_fp32": round(statistics.median(rounds["fp32"][i] for i in quiet), 1) if quiet else None,
-        "quiet_median_int8": round(statistics.median(rounds["int8"][i] for i in quiet), 1) if quiet else None,
-        "quiet_median_speedup_per_round": round(statistics.median(ratios[i] for i in quiet), 2) if quiet else None,
-        "fp32_test_accuracy_torch": manifest.metrics["test_accuracy"],
-        "fp32_test_accuracy_onnxruntime": test_accuracy["fp32"],
-        "int8_test_accuracy": test_accuracy["int8"],
-        "accuracy_drop_points": round(100 * (test_accuracy["fp32"] - test_accuracy["int8"]), 2),
-        "top1_agreement": variant.metrics["top1_agreement"],
-        "test_images": len(images.test[1]),
-        "method": variant.method,
-        "int8_kernels": kernel_counts(paths["int8"], batch),
-        "file_mb": {"fp32": round(paths["fp32"].stat().st_size / 1e6, 1),
-                    "int8": round(paths["int8"].stat().st_size / 1e6, 1)},
-        "other_formats": {
-            label: {"median_images_per_second": round(median[label], 1), "images_per_second": rounds[label],
-                    "speedup": round(median[label] / median["fp32"], 2), "test_accuracy": test_accuracy[label],
-                    "kernels": kernel_counts(paths[label], batch)}
-            for label in OTHER_FORMATS if label in paths
-        },
-        "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
-    }, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "model": f"{args.name} v{version} ({manifest.architecture}, input {list(manifest.input.shape)})",
+                "cpu": cpu_name(),
+                "threads": THREADS,
+                "batch": BATCH_SIZE,
+                "fp32_images_per_second": rounds["fp32"],
+                "int8_images_per_second": rounds["int8"],
+                "median_fp32": round(median["fp32"], 1),
+                "median_int8": round(median["int8"], 1),
+                "speedup": round(median["int8"] / median["fp32"], 2),
+                "speedup_per_round": [round(r, 2) for r in ratios],
+                "median_speedup_per_round": round(statistics.median(ratios), 2),
+                "other_processes_cores_per_round": others,
+                "quiet_rounds": len(quiet),
+                "quiet_median_fp32": round(statistics.median(rounds["fp32"][i] for i in quiet), 1) if quiet else None,
+                "quiet_median_int8": round(statistics.median(rounds["int8"][i] for i in quiet), 1) if quiet else None,
+                "quiet_median_speedup_per_round": round(statistics.median(ratios[i] for i in quiet), 2)
+                if quiet
+                else None,
+                "fp32_test_accuracy_torch": manifest.metrics["test_accuracy"],
+                "fp32_test_accuracy_onnxruntime": test_accuracy["fp32"],
+                "int8_test_accuracy": test_accuracy["int8"],
+                "accuracy_drop_points": round(100 * (test_accuracy["fp32"] - test_accuracy["int8"]), 2),
+                "top1_agreement": variant.metrics["top1_agreement"],
+                "test_images": len(images.test[1]),
+                "method": variant.method,
+                "int8_kernels": kernel_counts(paths["int8"], batch),
+                "file_mb": {
+                    "fp32": round(paths["fp32"].stat().st_size / 1e6, 1),
+                    "int8": round(paths["int8"].stat().st_size / 1e6, 1),
+                },
+                "other_formats": {
+                    label: {
+                        "median_images_per_second": round(median[label], 1),
+                        "images_per_second": rounds[label],
+                        "speedup": round(median[label] / median["fp32"], 2),
+                        "test_accuracy": test_accuracy[label],
+                        "kernels": kernel_counts(paths[label], batch),
+                    }
+                    for label in OTHER_FORMATS
+                    if label in paths
+                },
+                "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+            },
+            indent=2,
+        )
+    )
     shutil.rmtree(scratch)
 
 

@@ -367,8 +367,10 @@ def print_capacity(args: argparse.Namespace, report: dict[str, Any]) -> None:
         rows.append((PEER_NAME, report["peer"]))
     for name, row in rows:
         errors = sum(row["socket_errors"].values())
-        print(f"| {name} | {row['requests_per_s']:,.1f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
-              f"| {row['non200']} | {errors} |")  # fmt: skip
+        print(
+            f"| {name} | {row['requests_per_s']:,.1f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
+            f"| {row['non200']} | {errors} |"
+        )
     at_batch = max(1, round(ours["average_batch_size"]))
     for title, figures in (
         ("raw onnxruntime", raw["images_per_s"]),
@@ -380,15 +382,21 @@ def print_capacity(args: argparse.Namespace, report: dict[str, Any]) -> None:
     ratios = report["ratios"]
     print("\nratios (req/s over req/s, or over images/s; one image per request):")
     if "ours_over_peer" in ratios:
-        print(f"  ours / {PEER_NAME}: {ratios['ours_over_peer']:.2f} (best rounds), "
-              f"{ratios['ours_over_peer_median_of_rounds']:.2f} (median of the per-round ratios)")  # fmt: skip
+        print(
+            f"  ours / {PEER_NAME}: {ratios['ours_over_peer']:.2f} (best rounds), "
+            f"{ratios['ours_over_peer_median_of_rounds']:.2f} (median of the per-round ratios)"
+        )
     print(f"  ours / raw onnxruntime at batch {at_batch}: {ratios['ours_over_raw_at_server_batch']:.2f}")
-    print(f"  ours / raw decode+preprocess+onnxruntime at batch {at_batch}: "
-          f"{ratios['ours_over_raw_with_decode_at_server_batch']:.2f}")  # fmt: skip
+    print(
+        f"  ours / raw decode+preprocess+onnxruntime at batch {at_batch}: "
+        f"{ratios['ours_over_raw_with_decode_at_server_batch']:.2f}"
+    )
     print("all rounds:")
     for r in report["rounds"]:
-        print(f"  {r['server']}: {r['requests_per_s']:,.1f} req/s, p50 {r['p50_ms']:.1f}, p99 {r['p99_ms']:.1f}, "
-              f"busy cores {r['cpu_cores']}")  # fmt: skip
+        print(
+            f"  {r['server']}: {r['requests_per_s']:,.1f} req/s, p50 {r['p50_ms']:.1f}, p99 {r['p99_ms']:.1f}, "
+            f"busy cores {r['cpu_cores']}"
+        )
     warn_if_crowded(report["rounds"])
 
 
@@ -448,8 +456,10 @@ def print_overload(args: argparse.Namespace, figures: dict[str, Any]) -> None:
     print(
         f"\noverload: {args.workers} workers, IMGCLS_MAX_QUEUE_SIZE {figures['max_queue_size_per_worker']} per worker"
     )
-    print("| phase | conns | req/s | p99 all (wrk) | p50/p99 accepted (probe, n) | p99 accepted (server) "
-          "| 200 | 503 | 503 w/o Retry-After | other non-200 | socket errors | avg batch |")  # fmt: skip
+    print(
+        "| phase | conns | req/s | p99 all (wrk) | p50/p99 accepted (probe, n) | p99 accepted (server) "
+        "| 200 | 503 | 503 w/o Retry-After | other non-200 | socket errors | avg batch |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for phase, r in figures["phases"].items():
         probe, statuses = r["probe"], r["statuses"]
@@ -467,10 +477,14 @@ def print_overload(args: argparse.Namespace, figures: dict[str, Any]) -> None:
     totals = {moment: sum(per_process.values()) for moment, per_process in figures["rss_mib"].items()}
     print(f"  change from before to after the overload: {totals['after overload'] - totals['before']:+.1f} MiB")
     normal, after = figures["phases"]["normal"], figures["phases"]["after"]
-    print(f"recovery: right after the overload, {after['requests_per_s']:,.1f} req/s = "
-          f"{after['requests_per_s'] / normal['requests_per_s']:.0%} of the throughput before it")  # fmt: skip
-    print("p99 accepted (probe): one keep-alive client at --probe-rate requests/s alongside wrk, 200 answers only; "
-          "(server): the server's request histogram, 200 answers only, interpolated in its buckets")  # fmt: skip
+    print(
+        f"recovery: right after the overload, {after['requests_per_s']:,.1f} req/s = "
+        f"{after['requests_per_s'] / normal['requests_per_s']:.0%} of the throughput before it"
+    )
+    print(
+        "p99 accepted (probe): one keep-alive client at --probe-rate requests/s alongside wrk, 200 answers only; "
+        "(server): the server's request histogram, 200 answers only, interpolated in its buckets"
+    )
     if not figures["phases"]["overload"]["statuses"].get(503):
         print(
             f"no 503s: {figures['phases']['overload']['connections']} connections never filled a queue of "
@@ -496,9 +510,11 @@ def startup(args: argparse.Namespace, target: Target, work: Path, report: dict[s
         "median_ready_s": statistics.median(r["ready_s"] for r in runs),
     }
     s = report["startup"]
-    print(f"\nstartup ({args.workers} workers, {target.model} v{target.version} {target.variant}), {len(runs)} runs: "
-          f"median {s['median_ready_s']:.2f} s to ready (first answer {s['median_listening_s']:.2f} s); "
-          f"each: {', '.join(str(r['ready_s']) for r in runs)}")  # fmt: skip
+    print(
+        f"\nstartup ({args.workers} workers, {target.model} v{target.version} {target.variant}), {len(runs)} runs: "
+        f"median {s['median_ready_s']:.2f} s to ready (first answer {s['median_listening_s']:.2f} s); "
+        f"each: {', '.join(str(r['ready_s']) for r in runs)}"
+    )
 
 
 # -------------------------------------------------------------------------------------------------- main
@@ -572,8 +588,10 @@ def main() -> None:
     }
     m = report["machine"]
     print(f"machine: {m['nproc']} cores ({m['cpu_model']}); {m['uptime_before']}")
-    print(f"model: {target.model} v{target.version} {target.variant} ({target.manifest.architecture}), "
-          f"{target.onnx_path}; image {target.image} ({len(target.image_bytes):,} bytes)")  # fmt: skip
+    print(
+        f"model: {target.model} v{target.version} {target.variant} ({target.manifest.architecture}), "
+        f"{target.onnx_path}; image {target.image} ({len(target.image_bytes):,} bytes)"
+    )
     if args.startup:
         startup(args, target, work, report)
     if args.overload:

@@ -81,14 +81,16 @@ class Window:
 async def classify_loop(client: httpx.AsyncClient, png: bytes, state: dict[str, Any], until: float) -> None:
     while time.monotonic() < until:
         started = time.monotonic()
-        answer = await client.post(f"/v1/models/{BASE_NAME}/classify", content=png,
-                                   headers={"Content-Type": "image/png"})  # fmt: skip
+        answer = await client.post(
+            f"/v1/models/{BASE_NAME}/classify", content=png, headers={"Content-Type": "image/png"}
+        )
         state["window"].record("classify", time.monotonic() - started, answer.status_code == 200)
 
 
 async def v2_loop(client: httpx.AsyncClient, png: bytes, state: dict[str, Any], until: float) -> None:
-    body = {"inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES",
-                        "data": [base64.b64encode(png).decode()]}]}  # fmt: skip
+    body = {
+        "inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(png).decode()]}]
+    }
     while time.monotonic() < until:
         started = time.monotonic()
         answer = await client.post(f"/v2/models/{BASE_NAME}/infer", json=body)
@@ -100,8 +102,9 @@ async def job_loop(
 ) -> None:
     while time.monotonic() < until:
         started = time.monotonic()
-        answer = await client.post("/v1/fine-tuning/jobs", json={"base_model": BASE_NAME, "dataset": dataset,
-                                                                 "suffix": "soak"})  # fmt: skip
+        answer = await client.post(
+            "/v1/fine-tuning/jobs", json={"base_model": BASE_NAME, "dataset": dataset, "suffix": "soak"}
+        )
         state["window"].record("job_submit", time.monotonic() - started, answer.status_code == 201)
         if answer.status_code == 201:
             state["jobs"].append(answer.json()["id"])
@@ -112,9 +115,14 @@ async def sampler(api: Server, worker: Server, state: dict[str, Any], window_s: 
     while time.monotonic() < until:
         await asyncio.sleep(window_s)
         window, state["window"] = state["window"], Window()
-        state["windows"].append({"at_s": round(time.monotonic() - state["started"]), **window.summary(),
-                                 "api_rss_mb": tree_rss_mb(api.proc.pid),
-                                 "worker_rss_mb": tree_rss_mb(worker.proc.pid)})  # fmt: skip
+        state["windows"].append(
+            {
+                "at_s": round(time.monotonic() - state["started"]),
+                **window.summary(),
+                "api_rss_mb": tree_rss_mb(api.proc.pid),
+                "worker_rss_mb": tree_rss_mb(worker.proc.pid),
+            }
+        )
         print(json.dumps(state["windows"][-1]), file=sys.stderr)
 
 
@@ -163,8 +171,12 @@ def main() -> None:
     args = parser.parse_args()
     run = prepare(args.root.resolve(), "soak-run")
     with running_stack(run.work) as stack:
-        dataset = httpx.post(f"http://127.0.0.1:{stack.port}/v1/datasets", content=run.archive,
-                             headers={"Content-Type": "application/zip"}, timeout=60).json()["id"]  # fmt: skip
+        dataset = httpx.post(
+            f"http://127.0.0.1:{stack.port}/v1/datasets",
+            content=run.archive,
+            headers={"Content-Type": "application/zip"},
+            timeout=60,
+        ).json()["id"]
         load_before = load_average()
         report = asyncio.run(soak(args, stack.port, stack.api, stack.worker, dataset, run.sample))
         report["load_average_1m"] = [load_before, load_average()]

@@ -281,9 +281,13 @@ def run(args: argparse.Namespace) -> dict[str, list[Figures]]:
             "v1 classify": (v1, len(v1_body)),
         }
         common: dict[str, Any] = {
-            "server_pid": server.pid, "port": port, "model": args.model,
-            "concurrency": args.concurrency, "images": args.images, "seconds": args.duration,
-        }  # fmt: skip
+            "server_pid": server.pid,
+            "port": port,
+            "model": args.model,
+            "concurrency": args.concurrency,
+            "images": args.images,
+            "seconds": args.duration,
+        }
         results: dict[str, list[Figures]] = {name: [] for name in scenarios}
         for round_number in range(1, args.rounds + 1):
             print(f"round {round_number} of {args.rounds}", flush=True)

@@ -31,9 +31,18 @@ def trained_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("template")
     settings = TrainingSettings(model_root=root / "models", runs_dir=root / "runs", fashion_mnist_dir=FASHION_MNIST)
     config = TrainConfig(
-        model="lenet5", epochs=1, batch_size=64, train_subset=2048, test_subset=500, val_fraction=0.05,
-        optimizer="adam", learning_rate=0.01, lr_policy="fixed", threads=2, name=MODEL,
-    )  # fmt: skip
+        model="lenet5",
+        epochs=1,
+        batch_size=64,
+        train_subset=2048,
+        test_subset=500,
+        val_fraction=0.05,
+        optimizer="adam",
+        learning_rate=0.01,
+        lr_policy="fixed",
+        threads=2,
+        name=MODEL,
+    )
     result = run(config, settings=settings)
     assert result.published is not None
     publish_run(result.run_dir, repository_root=root / "models", name=MODEL)

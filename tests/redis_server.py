@@ -26,8 +26,21 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed (scripts/test.sh installs it with apt)")
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(folder),
-                        "--appendonly", "yes" if persistent else "no", "--appendfsync", "always"]  # fmt: skip
+        self.command = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(folder),
+            "--appendonly",
+            "yes" if persistent else "no",
+            "--appendfsync",
+            "always",
+        ]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

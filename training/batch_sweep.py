@@ -259,17 +259,29 @@ def _measure(
     cuda = device.type == "cuda"
     model, optimizer = build_model_and_optimizer(config, data, device)
     inputs, targets = next(
-        eval_batches(*batch, batch_size=len(batch[1]), preprocessing=data.preprocessing, device=device,
-                     channels_last=uses_channels_last(config))
-    )  # fmt: skip
+        eval_batches(
+            *batch,
+            batch_size=len(batch[1]),
+            preprocessing=data.preprocessing,
+            device=device,
+            channels_last=uses_channels_last(config),
+        )
+    )
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     use_closure = needs_closure(optimizer)
 
     def train_step() -> None:
         update_parameters(
-            model, inputs, targets, optimizer, loss_fn=loss_fn, device=device, amp=cuda, grad_clip=config.grad_clip,
+            model,
+            inputs,
+            targets,
+            optimizer,
+            loss_fn=loss_fn,
+            device=device,
+            amp=cuda,
+            grad_clip=config.grad_clip,
             use_closure=use_closure,
-        )  # fmt: skip
+        )
 
     for _ in range(warmup_steps):
         train_step()

@@ -244,8 +244,10 @@ def compare(
     results = []
     for number, variant in enumerate(variants, start=1):
         config = variant.config
-        say(f"[{number}/{len(variants)}] {variant.name}: {config.optimizer}, {config.lr_policy}, "
-            f"learning rate {config.learning_rate:g}, batch {config.batch_size}")  # fmt: skip
+        say(
+            f"[{number}/{len(variants)}] {variant.name}: {config.optimizer}, {config.lr_policy}, "
+            f"learning rate {config.learning_rate:g}, batch {config.batch_size}"
+        )
         run_dir = output_dir / variant.name
         started = time.perf_counter()
         status: Literal["completed", "diverged"] = "completed"
@@ -294,8 +296,10 @@ def compare(
 def _summary(result: VariantResult) -> str:
     if result.status != "completed":
         return f"{result.status} ({result.message})"
-    return (f"test accuracy {result.test_accuracy:.4f}, ECE {result.ece:.4f}, "
-            f"{result.train_seconds:.1f} s training, {result.wall_seconds:.1f} s in all")  # fmt: skip
+    return (
+        f"test accuracy {result.test_accuracy:.4f}, ECE {result.ece:.4f}, "
+        f"{result.train_seconds:.1f} s training, {result.wall_seconds:.1f} s in all"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -174,9 +174,15 @@ def range_test(
             for group in optimizer.param_groups:
                 group["lr"] = rate * group.get("lr_multiplier", 1.0)
             _, loss_tensor = update_parameters(
-                model, *batch, optimizer, loss_fn=loss_fn, device=device, amp=amp, grad_clip=grad_clip,
+                model,
+                *batch,
+                optimizer,
+                loss_fn=loss_fn,
+                device=device,
+                amp=amp,
+                grad_clip=grad_clip,
                 use_closure=False,
-            )  # fmt: skip
+            )
             loss = float(loss_tensor)
             if not math.isfinite(loss):
                 stop_reason = "non-finite loss"

@@ -17,6 +17,14 @@ def settings(tmp_path: Path) -> TrainingSettings:
 def small_config() -> TrainConfig:
     """A few seconds of training on a slice of Fashion-MNIST."""
     return TrainConfig(
-        model="lenet5", epochs=2, batch_size=64, train_subset=1024, test_subset=300, val_fraction=0.05,
-        optimizer="adam", learning_rate=0.01, lr_policy="fixed", threads=2,
-    )  # fmt: skip
+        model="lenet5",
+        epochs=2,
+        batch_size=64,
+        train_subset=1024,
+        test_subset=300,
+        val_fraction=0.05,
+        optimizer="adam",
+        learning_rate=0.01,
+        lr_policy="fixed",
+        threads=2,
+    )

@@ -10,14 +10,28 @@ from training.optim import optimizer_names
 from training.settings import TrainingSettings
 
 # digits with lenet5: each variant trains, calibrates and exports in about two seconds
-TINY = TrainConfig(model="lenet5", dataset="digits", epochs=1, batch_size=64, train_subset=256, test_subset=200,
-                   lr_policy="fixed", threads=2)  # fmt: skip
+TINY = TrainConfig(
+    model="lenet5",
+    dataset="digits",
+    epochs=1,
+    batch_size=64,
+    train_subset=256,
+    test_subset=200,
+    lr_policy="fixed",
+    threads=2,
+)
 
 
 def test_two_optimizers_give_one_figure_and_one_table(settings: TrainingSettings, tmp_path: Path) -> None:
     lines: list[str] = []
-    result = compare(TINY, settings=settings, output_dir=tmp_path / "cmp", optimizers=["sgd", "adam"],
-                     learning_rates={"adam": 0.003}, announce=lines.append)  # fmt: skip
+    result = compare(
+        TINY,
+        settings=settings,
+        output_dir=tmp_path / "cmp",
+        optimizers=["sgd", "adam"],
+        learning_rates={"adam": 0.003},
+        announce=lines.append,
+    )
 
     assert [r.variant for r in result.results] == ["sgd", "adam"]
     assert [r.learning_rate for r in result.results] == [DEFAULT_LEARNING_RATES["sgd"], 0.003]
@@ -70,8 +84,12 @@ def test_every_problem_is_found_before_anything_trains(settings: TrainingSetting
     with pytest.raises(ConfigError, match="adagrad, which is not a variant"):
         compare(TINY, settings=settings, output_dir=out, optimizers=["sgd", "adam"], learning_rates={"adagrad": 1.0})
     with pytest.raises(InvalidHyperparameter, match="variant rprop: rprop does not apply weight_decay"):
-        compare(TINY.model_copy(update={"weight_decay": 1e-4}), settings=settings, output_dir=out,
-                optimizers=["sgd", "rprop"])  # fmt: skip
+        compare(
+            TINY.model_copy(update={"weight_decay": 1e-4}),
+            settings=settings,
+            output_dir=out,
+            optimizers=["sgd", "rprop"],
+        )
     with pytest.raises(InvalidHyperparameter, match="variant step: step needs step_size"):
         compare(TINY, settings=settings, output_dir=out, policies=["fixed", "step"])  # step needs step_size
     assert not out.exists()
@@ -81,8 +99,13 @@ def test_every_problem_is_found_before_anything_trains(settings: TrainingSetting
 
 
 def test_a_diverging_variant_is_recorded_and_the_others_still_run(settings: TrainingSettings, tmp_path: Path) -> None:
-    result = compare(TINY, settings=settings, output_dir=tmp_path / "cmp", optimizers=["sgd", "momentum"],
-                     learning_rates={"sgd": 1e9, "momentum": 1e9})  # fmt: skip
+    result = compare(
+        TINY,
+        settings=settings,
+        output_dir=tmp_path / "cmp",
+        optimizers=["sgd", "momentum"],
+        learning_rates={"sgd": 1e9, "momentum": 1e9},
+    )
     assert [(r.variant, r.status, r.test_accuracy) for r in result.results] == [
         ("sgd", "diverged", None),
         ("momentum", "diverged", None),

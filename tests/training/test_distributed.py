@@ -13,12 +13,38 @@ from tests.training.conftest import FASHION_MNIST
 def test_torchrun_two_processes_train_one_model(tmp_path: Path) -> None:
     env = {**os.environ, "IMGCLS_FASHION_MNIST_DIR": str(FASHION_MNIST), "OMP_NUM_THREADS": "1"}
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        "-m", "training.train",
-        "--model", "lenet5", "--epochs", "2", "--batch-size", "32", "--train-subset", "512", "--test-subset", "200",
-        "--optimizer", "adam", "--learning-rate", "0.01", "--lr-policy", "fixed", "--threads", "1", "--quiet",
-        "--output-dir", str(tmp_path / "run"), "--model-root", str(tmp_path / "models"),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "training.train",
+        "--model",
+        "lenet5",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--train-subset",
+        "512",
+        "--test-subset",
+        "200",
+        "--optimizer",
+        "adam",
+        "--learning-rate",
+        "0.01",
+        "--lr-policy",
+        "fixed",
+        "--threads",
+        "1",
+        "--quiet",
+        "--output-dir",
+        str(tmp_path / "run"),
+        "--model-root",
+        str(tmp_path / "models"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 

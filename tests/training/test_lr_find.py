@@ -81,8 +81,16 @@ def test_the_sweep_stops_early_when_the_loss_diverges() -> None:
     inputs, targets = torch.randn(256, 16), torch.randint(4, (256,))
     batches = ((inputs[i : i + 32], targets[i : i + 32]) for _ in range(100) for i in range(0, 256, 32))
 
-    result = range_test(model, optimizer, batches, loss_fn=nn.CrossEntropyLoss(), device=torch.device("cpu"),
-                        start_rate=1e-3, end_rate=1e6, steps=100)  # fmt: skip
+    result = range_test(
+        model,
+        optimizer,
+        batches,
+        loss_fn=nn.CrossEntropyLoss(),
+        device=torch.device("cpu"),
+        start_rate=1e-3,
+        end_rate=1e6,
+        steps=100,
+    )
 
     assert result.stop_reason in ("diverged", "non-finite loss")
     assert len(result.rates) < 100

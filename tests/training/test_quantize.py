@@ -30,9 +30,16 @@ def trained_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     root = tmp_path_factory.mktemp("quantize")
     config = TrainConfig(
-        model="cnn", epochs=1, batch_size=64, train_subset=1024, test_subset=TEST_IMAGES, optimizer="adam",
-        learning_rate=0.01, lr_policy="fixed", threads=2,
-    )  # fmt: skip
+        model="cnn",
+        epochs=1,
+        batch_size=64,
+        train_subset=1024,
+        test_subset=TEST_IMAGES,
+        optimizer="adam",
+        learning_rate=0.01,
+        lr_policy="fixed",
+        threads=2,
+    )
     run(config, settings=settings_for(root), output_dir=root / "run", progress=False, echo=False)
     return root
 
@@ -52,9 +59,13 @@ def settings(trained_root: Path, tmp_path: Path) -> TrainingSettings:
 
 def test_quantize_records_an_int8_variant_that_agrees_with_fp32(settings: TrainingSettings, tmp_path: Path) -> None:
     report = quantize_version(
-        settings.model_root, "fashion-mnist", fashion_mnist_dir=settings.fashion_mnist_dir, calibration_images=128,
-        max_accuracy_drop=MAX_DROP, progress=False,
-    )  # fmt: skip
+        settings.model_root,
+        "fashion-mnist",
+        fashion_mnist_dir=settings.fashion_mnist_dir,
+        calibration_images=128,
+        max_accuracy_drop=MAX_DROP,
+        progress=False,
+    )
     repo = ModelRepository(settings.model_root)
     manifest = repo.verify("fashion-mnist", 1)  # re-hashes model.int8.onnx too
     variant = manifest.variants["int8"]
@@ -80,9 +91,10 @@ def test_quantize_records_an_int8_variant_that_agrees_with_fp32(settings: Traini
     assert agree.mean() >= 0.9
     events = json.loads(Path(int8.end_profiling()).read_text())
     kernels = collections.Counter(
-        event["args"]["op_name"] for event in events
+        event["args"]["op_name"]
+        for event in events
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time")
-    )  # fmt: skip
+    )
     assert kernels["QLinearConv"] == 5 and kernels["Conv"] == 0  # cnn's five convolutions, all int8
 
 
@@ -91,9 +103,13 @@ def test_the_accuracy_gate_refuses_and_adds_nothing(settings: TrainingSettings) 
     manifest_bytes = (version_folder / "manifest.json").read_bytes()
     with pytest.raises(AccuracyDropTooLarge, match=r"points below fp32 .* \(allowed: -100.00\); nothing was added"):
         quantize_version(
-            settings.model_root, "fashion-mnist", fashion_mnist_dir=settings.fashion_mnist_dir, calibration_images=16,
-            max_accuracy_drop=-1.0, progress=False,
-        )  # fmt: skip
+            settings.model_root,
+            "fashion-mnist",
+            fashion_mnist_dir=settings.fashion_mnist_dir,
+            calibration_images=16,
+            max_accuracy_drop=-1.0,
+            progress=False,
+        )
     assert (version_folder / "manifest.json").read_bytes() == manifest_bytes
     assert sorted(p.name for p in version_folder.iterdir()) == ["manifest.json", "model.onnx", "weights.pt"]
 

@@ -18,8 +18,17 @@ def test_a_run_trains_calibrates_exports_and_publishes(
     assert result.status == "completed"
     assert result.epochs_completed == 2
     assert result.metrics["test_accuracy"] > 0.5  # 10 classes: chance is 0.1
-    for name in ("config.yaml", "metrics.jsonl", "curves.png", "confusion_matrix.png", "model.onnx",
-                 "weights.pt", "result.json", "checkpoints/last.pt", "checkpoints/best.pt"):  # fmt: skip
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "curves.png",
+        "confusion_matrix.png",
+        "model.onnx",
+        "weights.pt",
+        "result.json",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+    ):
         assert (tmp_path / "run" / name).is_file(), name
     assert any((tmp_path / "run" / "tensorboard").iterdir())
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
@@ -43,8 +52,14 @@ def test_an_interrupted_run_resumes_to_the_same_weights(
     straight = run(config, settings=settings, output_dir=tmp_path / "straight", progress=False, echo=False)
 
     first_checkpoint = tmp_path / "resumed" / "checkpoints" / "last.pt"
-    interrupted = run(config, settings=settings, output_dir=tmp_path / "resumed", should_stop=first_checkpoint.exists,
-                      progress=False, echo=False)  # fmt: skip
+    interrupted = run(
+        config,
+        settings=settings,
+        output_dir=tmp_path / "resumed",
+        should_stop=first_checkpoint.exists,
+        progress=False,
+        echo=False,
+    )
     assert (interrupted.status, interrupted.epochs_completed) == ("interrupted", 1)
     resumed = run(config, settings=settings, output_dir=tmp_path / "resumed", resume=True, progress=False, echo=False)
     assert resumed.status == "completed"
@@ -75,9 +90,13 @@ def test_an_existing_output_folder_is_refused(
     ],
 )
 def test_bad_names_fail_before_any_folder_is_made(
-    settings: TrainingSettings, small_config: TrainConfig, tmp_path: Path, change: dict[str, str],
-    error: type[Exception], message: str,
-) -> None:  # fmt: skip
+    settings: TrainingSettings,
+    small_config: TrainConfig,
+    tmp_path: Path,
+    change: dict[str, str],
+    error: type[Exception],
+    message: str,
+) -> None:
     with pytest.raises(error, match=message):
         run(
             small_config.model_copy(update=change),
@@ -94,8 +113,14 @@ def test_resuming_with_another_architecture_is_refused(
     config = small_config.model_copy(update={"epochs": 1, "publish": False})
     run(config, settings=settings, output_dir=tmp_path / "run", progress=False, echo=False)
     with pytest.raises(CheckpointError, match="another config"):
-        run(config.model_copy(update={"model": "cnn"}), settings=settings, output_dir=tmp_path / "run",
-            resume=True, progress=False, echo=False)  # fmt: skip
+        run(
+            config.model_copy(update={"model": "cnn"}),
+            settings=settings,
+            output_dir=tmp_path / "run",
+            resume=True,
+            progress=False,
+            echo=False,
+        )
 
 
 def test_an_image_folder_trains_and_records_its_preprocessing(settings: TrainingSettings, tmp_path: Path) -> None:
@@ -112,9 +137,16 @@ def test_an_image_folder_trains_and_records_its_preprocessing(settings: Training
             Image.fromarray(rgb.numpy(), "RGB").save(tmp_path / "shapes" / label / f"{index}.png")
     (tmp_path / "shapes" / "vertical" / "broken.png").write_bytes(b"not a png")
     config = TrainConfig(
-        model="lenet5", dataset=f"folder:{tmp_path / 'shapes'}", image_size=28, epochs=3, batch_size=8,
-        optimizer="adam", learning_rate=0.003, lr_policy="fixed", val_fraction=0.2,
-    )  # fmt: skip
+        model="lenet5",
+        dataset=f"folder:{tmp_path / 'shapes'}",
+        image_size=28,
+        epochs=3,
+        batch_size=8,
+        optimizer="adam",
+        learning_rate=0.003,
+        lr_policy="fixed",
+        val_fraction=0.2,
+    )
     result = run(config, settings=settings, output_dir=tmp_path / "run", progress=False, echo=False)
     assert result.published is not None and result.published.name == "shapes"
     manifest = ModelRepository(settings.model_root).verify("shapes", 1)
@@ -132,9 +164,15 @@ def test_lbfgs_trains_through_the_same_engine(
 ) -> None:
     """L-BFGS re-evaluates the loss through a closure, on large batches, in the ordinary run."""
     config = small_config.model_copy(
-        update={"optimizer": "lbfgs", "learning_rate": 1.0, "batch_size": 512, "epochs": 2, "publish": False,
-                "optimizer_options": {"max_iter": 10}},
-    )  # fmt: skip
+        update={
+            "optimizer": "lbfgs",
+            "learning_rate": 1.0,
+            "batch_size": 512,
+            "epochs": 2,
+            "publish": False,
+            "optimizer_options": {"max_iter": 10},
+        },
+    )
     result = run(config, settings=settings, output_dir=tmp_path / "run", progress=False, echo=False)
     assert result.status == "completed"
     assert result.metrics["test_accuracy"] > 0.3  # four L-BFGS steps of up to 10 evaluations each

@@ -92,7 +92,6 @@ def test_confidence_threshold_marks_low_confidence_answers(service_settings: Ser
 # ------------------------------------------------------------------ bad input: a 4xx that names the problem
 
 
-# A table (fmt: skip at its end): one bad body per line, beside its status and the words its message holds.
 @pytest.mark.parametrize(
     ("content", "content_type", "status", "words"),
     [
@@ -102,12 +101,20 @@ def test_confidence_threshold_marks_low_confidence_answers(service_settings: Ser
         (huge_png(50_000, 50_000), "image/png", 413, ("pixels",)),
         (b'{"images": ["%%%"]}', "application/json", 400, ("base64",)),
         (b'{"pictures": []}', "application/json", 400, ("images",)),
-        (b"--x\r\nContent-Disposition: form-data; name=\"images\"\r\n\r\nabc", "multipart/form-data; boundary=x", 400,
-         ("truncated",)),
-        (b"--x\r\nContent-Disposition: form-data; name=\"photo\"\r\n\r\nabc\r\n--x--\r\n",
-         "multipart/form-data; boundary=x", 400, ("'images'", "photo")),
+        (
+            b'--x\r\nContent-Disposition: form-data; name="images"\r\n\r\nabc',
+            "multipart/form-data; boundary=x",
+            400,
+            ("truncated",),
+        ),
+        (
+            b'--x\r\nContent-Disposition: form-data; name="photo"\r\n\r\nabc\r\n--x--\r\n',
+            "multipart/form-data; boundary=x",
+            400,
+            ("'images'", "photo"),
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_bodies_get_a_clear_4xx(
     server: str, content: bytes, content_type: str, status: int, words: tuple[str, ...]
 ) -> None:

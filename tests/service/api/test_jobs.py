@@ -34,8 +34,11 @@ def server(service_settings: ServiceSettings, redis_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def dataset(server: str) -> str:
-    answer = httpx.post(f"{server}/v1/datasets", content=zip_bytes(folder_entries({"cat": 5, "dog": 5})),
-                        headers={"content-type": "application/zip"})  # fmt: skip
+    answer = httpx.post(
+        f"{server}/v1/datasets",
+        content=zip_bytes(folder_entries({"cat": 5, "dog": 5})),
+        headers={"content-type": "application/zip"},
+    )
     assert answer.status_code == 201, answer.text
     return str(answer.json()["id"])
 
@@ -45,9 +48,15 @@ def submit(server: str, body: dict[str, Any], headers: dict[str, str] | None = N
 
 
 def test_a_job_is_accepted_listed_read_and_cancelled(server: str, dataset: str) -> None:
-    body = {"base_model": "fashion-mnist", "dataset": dataset, "base_version": "production", "seed": 3,
-            "validation_split": 0.2, "metadata": {"ticket": "42"},
-            "hyperparameters": {"learning_rate": [0.1, 0.01]}}  # fmt: skip
+    body = {
+        "base_model": "fashion-mnist",
+        "dataset": dataset,
+        "base_version": "production",
+        "seed": 3,
+        "validation_split": 0.2,
+        "metadata": {"ticket": "42"},
+        "hyperparameters": {"learning_rate": [0.1, 0.01]},
+    }
     answer = submit(server, body)
     assert answer.status_code == 201, answer.text
     job = answer.json()
@@ -111,8 +120,10 @@ def test_unknown_jobs_are_404(server: str) -> None:
 
 
 def test_jobs_need_the_train_scope(service_settings: ServiceSettings, redis_url: str) -> None:
-    keys = (ApiKey(name="trainer", sha256=key_hash(TRAIN_KEY), scopes=frozenset({"train"})),
-            ApiKey(name="app", sha256=key_hash(CLASSIFY_KEY), scopes=frozenset({"classify"})))  # fmt: skip
+    keys = (
+        ApiKey(name="trainer", sha256=key_hash(TRAIN_KEY), scopes=frozenset({"train"})),
+        ApiKey(name="app", sha256=key_hash(CLASSIFY_KEY), scopes=frozenset({"classify"})),
+    )
     settings = service_settings.model_copy(update={"redis_url": redis_url, "auth_enabled": True, "api_keys": keys})
     with running_server(settings) as url:
         assert_problem(httpx.get(f"{url}{JOBS}"), 401, "")
@@ -127,8 +138,9 @@ def test_without_redis_jobs_are_503_and_classification_goes_on(service_settings:
             answer = httpx.get(f"{url}{JOBS}")
             assert_problem(answer, 503, "IMGCLS_REDIS_URL" if redis_url is None else "does not answer")
             assert answer.headers["Retry-After"] == "5"
-            classify = httpx.post(f"{url}/v1/models/fashion-mnist/classify", content=png,
-                                  headers={"Content-Type": "image/png"})  # fmt: skip
+            classify = httpx.post(
+                f"{url}/v1/models/fashion-mnist/classify", content=png, headers={"Content-Type": "image/png"}
+            )
             assert classify.status_code == 200
 
 

@@ -14,11 +14,21 @@ def make_job(trials: int = 1, **fields: object) -> Job:
     created = now()
     config = FineTuneConfig(epochs=4).to_dict()
     values: dict[str, object] = {
-        "id": new_job_id(), "status": "queued", "created_at": created, "updated_at": created,
-        "base_model": "fashion-mnist", "base_version": 1, "dataset": "ds_0123456789abcdef", "dataset_sha256": "ab" * 32,
-        "auto_promote": False, "min_accuracy": None, "suffix": None, "metadata": {}, "hyperparameters": config,
+        "id": new_job_id(),
+        "status": "queued",
+        "created_at": created,
+        "updated_at": created,
+        "base_model": "fashion-mnist",
+        "base_version": 1,
+        "dataset": "ds_0123456789abcdef",
+        "dataset_sha256": "ab" * 32,
+        "auto_promote": False,
+        "min_accuracy": None,
+        "suffix": None,
+        "metadata": {},
+        "hyperparameters": config,
         "trials": [Trial(index=i, hyperparameters=config) for i in range(trials)],
-    }  # fmt: skip
+    }
     return Job(**{**values, **fields})  # type: ignore[arg-type]
 
 

@@ -27,8 +27,10 @@ def test_a_job_is_stored_read_and_changed_with_its_events(store: JobStore) -> No
     assert [(e.type, e.message) for e in events.data] == [
         ("status", "queued"),
         ("trial", "trial 0 running (attempt 1): optimizer=adamw, learning_rate=0.003, lr_policy=cosine, batch_size=32"),
-        ("status", "running"), ("trial", "trial 0 failed"), ("status", "failed: no trial succeeded"),
-    ]  # fmt: skip
+        ("status", "running"),
+        ("trial", "trial 0 failed"),
+        ("status", "failed: no trial succeeded"),
+    ]
     page = store.events(job.id, after=None, limit=2)
     rest = store.events(job.id, after=page.next_after, limit=10)
     assert [e.id for e in page.data + rest.data] == [e.id for e in events.data] and rest.finished

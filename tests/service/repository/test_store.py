@@ -63,8 +63,10 @@ def test_a_failed_publish_leaves_nothing(tmp_path: Path) -> None:
 def test_concurrent_publishers_get_distinct_versions(tmp_path: Path, files: tuple[Path, Path]) -> None:
     repo = ModelRepository(tmp_path)
     versions: list[int] = []
-    threads = [threading.Thread(target=lambda: versions.append(repo.publish(sample_manifest(), *files).version))
-               for _ in range(8)]  # fmt: skip
+    threads = [
+        threading.Thread(target=lambda: versions.append(repo.publish(sample_manifest(), *files).version))
+        for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

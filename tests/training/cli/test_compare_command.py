@@ -7,8 +7,22 @@ from click.testing import CliRunner
 
 from service.cli import cli
 
-TINY = ["--model", "lenet5", "--dataset", "digits", "--epochs", "1", "--batch-size", "64", "--train-subset", "256",
-        "--test-subset", "200", "--threads", "2"]  # fmt: skip
+TINY = [
+    "--model",
+    "lenet5",
+    "--dataset",
+    "digits",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "64",
+    "--train-subset",
+    "256",
+    "--test-subset",
+    "200",
+    "--threads",
+    "2",
+]
 
 
 def env(root: Path) -> dict[str, str]:

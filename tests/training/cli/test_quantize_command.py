@@ -18,9 +18,16 @@ def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repository holding one lenet5 trained for a few seconds (fashion-mnist v1)."""
     root = tmp_path_factory.mktemp("quantize-cli")
     config = TrainConfig(
-        model="lenet5", epochs=1, batch_size=64, train_subset=1024, test_subset=300, optimizer="adam",
-        learning_rate=0.01, lr_policy="fixed", threads=2,
-    )  # fmt: skip
+        model="lenet5",
+        epochs=1,
+        batch_size=64,
+        train_subset=1024,
+        test_subset=300,
+        optimizer="adam",
+        learning_rate=0.01,
+        lr_policy="fixed",
+        threads=2,
+    )
     settings = TrainingSettings(model_root=root / "models", runs_dir=root / "runs", fashion_mnist_dir=FASHION_MNIST)
     run(config, settings=settings, output_dir=root / "run", progress=False, echo=False)
     return root / "models"
@@ -32,9 +39,22 @@ def imgcls(*args: str, model_root: Path) -> list[str]:
 
 def test_quantize_prints_both_accuracies_and_models_shows_the_variant(model_root: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(cli, imgcls("quantize", "fashion-mnist", "--version", "production", "--calibration-images",
-                                       "64", "--max-accuracy-drop", "0.02", "--data-dir", str(FASHION_MNIST),
-                                       model_root=model_root))  # fmt: skip
+    result = runner.invoke(
+        cli,
+        imgcls(
+            "quantize",
+            "fashion-mnist",
+            "--version",
+            "production",
+            "--calibration-images",
+            "64",
+            "--max-accuracy-drop",
+            "0.02",
+            "--data-dir",
+            str(FASHION_MNIST),
+            model_root=model_root,
+        ),
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert (summary["name"], summary["version"], summary["test_images"]) == ("fashion-mnist", 1, 300)
@@ -54,8 +74,9 @@ def test_quantize_prints_both_accuracies_and_models_shows_the_variant(model_root
 
 def test_quantize_refuses_bad_options_and_unknown_models(model_root: Path) -> None:
     runner = CliRunner()
-    negative = runner.invoke(cli, imgcls("quantize", "fashion-mnist", "--max-accuracy-drop", "-0.1",
-                                         model_root=model_root))  # fmt: skip
+    negative = runner.invoke(
+        cli, imgcls("quantize", "fashion-mnist", "--max-accuracy-drop", "-0.1", model_root=model_root)
+    )
     assert negative.exit_code == 2 and "--max-accuracy-drop" in negative.output
     none = runner.invoke(cli, imgcls("quantize", "fashion-mnist", "--calibration-images", "0", model_root=model_root))
     assert none.exit_code == 2 and "--calibration-images" in none.output

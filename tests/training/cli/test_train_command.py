@@ -12,13 +12,35 @@ from click.testing import CliRunner
 from service.cli import cli
 from tests.training.conftest import FASHION_MNIST
 
-SMALL = ["--model", "lenet5", "--epochs", "1", "--batch-size", "64", "--train-subset", "1024", "--test-subset", "300",
-         "--optimizer", "adam", "--learning-rate", "0.01", "--lr-policy", "fixed", "--threads", "2"]  # fmt: skip
+SMALL = [
+    "--model",
+    "lenet5",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "64",
+    "--train-subset",
+    "1024",
+    "--test-subset",
+    "300",
+    "--optimizer",
+    "adam",
+    "--learning-rate",
+    "0.01",
+    "--lr-policy",
+    "fixed",
+    "--threads",
+    "2",
+]
 
 
 def imgcls(*args: str | Path, root: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "IMGCLS_MODEL_ROOT": str(root / "models"), "IMGCLS_RUNS_DIR": str(root / "runs"),
-           "IMGCLS_FASHION_MNIST_DIR": str(FASHION_MNIST)}  # fmt: skip
+    env = {
+        **os.environ,
+        "IMGCLS_MODEL_ROOT": str(root / "models"),
+        "IMGCLS_RUNS_DIR": str(root / "runs"),
+        "IMGCLS_FASHION_MNIST_DIR": str(FASHION_MNIST),
+    }
     return subprocess.run(
         [sys.executable, "-m", "service.cli", *map(str, args)], capture_output=True, text=True, env=env, timeout=300
     )

@@ -115,12 +115,19 @@ def stack_factory(trained_repository: Path, tmp_path: Path) -> Iterator[Callable
             (tmp_path / "redis").mkdir()
             redis = cleanup.enter_context(redis_server(tmp_path / "redis", persistent=persistent))
             paths = {"model_root": model_root, "data_root": tmp_path / "data"}
-            settings = ServiceSettings(**paths, redis_url=redis.url, auth_enabled=False, intra_op_threads=1,
-                                       watch_interval_s=0.2, **TIMINGS)  # fmt: skip
+            settings = ServiceSettings(
+                **paths, redis_url=redis.url, auth_enabled=False, intra_op_threads=1, watch_interval_s=0.2, **TIMINGS
+            )
             url = cleanup.enter_context(running_server(settings))
-            env = {**os.environ, "IMGCLS_MODEL_ROOT": str(model_root), "IMGCLS_DATA_ROOT": str(tmp_path / "data"),
-                   "IMGCLS_RUNS_DIR": str(tmp_path / "runs"), "IMGCLS_REDIS_URL": redis.url,
-                   "OMP_NUM_THREADS": "1", **{f"IMGCLS_{k.upper()}": str(v) for k, v in TIMINGS.items()}}  # fmt: skip
+            env = {
+                **os.environ,
+                "IMGCLS_MODEL_ROOT": str(model_root),
+                "IMGCLS_DATA_ROOT": str(tmp_path / "data"),
+                "IMGCLS_RUNS_DIR": str(tmp_path / "runs"),
+                "IMGCLS_REDIS_URL": redis.url,
+                "OMP_NUM_THREADS": "1",
+                **{f"IMGCLS_{k.upper()}": str(v) for k, v in TIMINGS.items()},
+            }
             stack = Stack(url, redis, tmp_path, env)
             cleanup.callback(stop_all, stack.workers)
             for _ in range(workers):

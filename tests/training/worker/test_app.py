@@ -72,8 +72,11 @@ def test_a_zip_becomes_a_served_version(stack_factory: Callable[..., Stack], dat
 
     deadline = time.monotonic() + 10  # the server loads the new model once it sees it
     while True:
-        answer = httpx.post(f"{stack.url}/v1/models/{result['model']}/classify", content=sneaker_png(),
-                            headers={"Content-Type": "image/png"})  # fmt: skip
+        answer = httpx.post(
+            f"{stack.url}/v1/models/{result['model']}/classify",
+            content=sneaker_png(),
+            headers={"Content-Type": "image/png"},
+        )
         if answer.status_code == 200 or time.monotonic() > deadline:
             break
         time.sleep(0.1)
@@ -140,8 +143,9 @@ def test_redis_restarting_during_a_job_loses_nothing(stack_factory: Callable[...
     def classify_all_along() -> None:
         image = sneaker_png()
         while not stop.is_set():
-            answer = httpx.post(f"{stack.url}/v1/models/fashion-mnist/classify", content=image,
-                                headers={"Content-Type": "image/png"})  # fmt: skip
+            answer = httpx.post(
+                f"{stack.url}/v1/models/fashion-mnist/classify", content=image, headers={"Content-Type": "image/png"}
+            )
             statuses.append(answer.status_code)
 
     traffic = threading.Thread(target=classify_all_along)
@@ -188,8 +192,9 @@ def test_two_jobs_and_one_worker_run_one_after_the_other_and_auto_promote_swaps(
 
 
 def classify_version(stack: Stack, model: str) -> int | None:
-    answer = httpx.post(f"{stack.url}/v1/models/{model}/classify", content=sneaker_png(),
-                        headers={"Content-Type": "image/png"})  # fmt: skip
+    answer = httpx.post(
+        f"{stack.url}/v1/models/{model}/classify", content=sneaker_png(), headers={"Content-Type": "image/png"}
+    )
     return int(answer.json()["version"]) if answer.status_code == 200 else None
 
 
@@ -198,8 +203,9 @@ def test_a_sweep_of_three_learning_rates_publishes_its_best_trial(
 ) -> None:
     stack = stack_factory()
     rates = [0.1, 0.01, 0.0001]
-    job = stack.submit(stack.upload(dataset_zip), hyperparameters={"epochs": 2, "batch_size": 16,
-                                                                   "learning_rate": rates})  # fmt: skip
+    job = stack.submit(
+        stack.upload(dataset_zip), hyperparameters={"epochs": 2, "batch_size": 16, "learning_rate": rates}
+    )
     assert job["hyperparameters"]["learning_rate"] == rates
     assert [t["hyperparameters"]["learning_rate"] for t in job["trials"]] == rates
 

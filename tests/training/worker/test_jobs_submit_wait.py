@@ -19,8 +19,14 @@ def test_submit_and_wait_for_the_published_model(
     stack = stack_factory()
     folder = tmp_path / "shoes"
     zipfile.ZipFile(io.BytesIO(dataset_zip)).extractall(folder)  # the ImageFolder tree the command zips again
-    options = ["--epochs", str(FAST["epochs"]), "--batch-size", str(FAST["batch_size"]),
-               "--learning-rate", str(FAST["learning_rate"])]  # fmt: skip
+    options = [
+        "--epochs",
+        str(FAST["epochs"]),
+        "--batch-size",
+        str(FAST["batch_size"]),
+        "--learning-rate",
+        str(FAST["learning_rate"]),
+    ]
     args = ["jobs", "submit", str(folder), "--base", "fashion-mnist", *options, "--metadata", "team=shoes"]
     result = CliRunner().invoke(cli, [*args, "--wait", "--url", stack.url])
     assert result.exit_code == 0, f"{result.output}\n{stack.logs()}"

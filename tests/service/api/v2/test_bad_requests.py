@@ -29,7 +29,7 @@ def json_request(**tensor: object) -> bytes:
 
 
 ONE_IMAGE = np.zeros((1, 1, 28, 28), dtype=np.float32).tobytes()
-# A table (fmt: skip at its end): each case's request beside its status and message, one case a few lines.
+# a table: one case per entry, its request, headers and status on one line (fmt: skip at the closing brace)
 CASES: dict[str, tuple[bytes, dict[str, str], int, str]] = {
     "binary size and shape disagree": (
         *binary_request(fp32_header([2, 1, 28, 28], len(ONE_IMAGE)), ONE_IMAGE), 400,

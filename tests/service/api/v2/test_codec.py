@@ -71,7 +71,6 @@ def test_a_raw_body_is_one_element_of_the_raw_input() -> None:
     assert (tensor.name, tensor.datatype, tensor.shape, tensor.values) == (RAW, "BYTES", (1,), [b"\xff\xd8 a jpeg"])
 
 
-# A table (fmt: skip at its end): one broken request per case, beside what it raises and says.
 @pytest.mark.parametrize(
     ("body", "length", "error", "message"),
     [
@@ -80,24 +79,53 @@ def test_a_raw_body_is_one_element_of_the_raw_input() -> None:
         (b"{}", "two", InvalidInferRequest, "must be a non-negative integer, got 'two'"),
         (b'{"inputs": [', None, InvalidInferRequest, "not valid JSON"),
         (b'{"inputs": [{"name": "input"}]}', None, InvalidInferRequest, r"missing required field `shape`.*inputs\[0\]"),
-        (b'{"inputs": [{"name": "a", "shape": ["2"], "datatype": "FP32", "data": [1, 2]}]}', None,
-         InvalidInferRequest, r"Expected `int`, got `str` - at `\$.inputs\[0\].shape\[0\]`"),
-        (b'{"inputs": [{"name": "a", "shape": [2], "datatype": "FLOAT", "data": [1, 2]}]}', None,
-         InvalidTensor, r"inputs\[0\] 'a': unknown datatype 'FLOAT'"),
-        (b'{"inputs": [{"name": "a", "shape": [3], "datatype": "FP32", "data": [1, 2]}]}', None,
-         InvalidTensor, r"inputs\[0\] 'a': shape \[3\] has 3 elements but data has 2"),
+        (
+            b'{"inputs": [{"name": "a", "shape": ["2"], "datatype": "FP32", "data": [1, 2]}]}',
+            None,
+            InvalidInferRequest,
+            r"Expected `int`, got `str` - at `\$.inputs\[0\].shape\[0\]`",
+        ),
+        (
+            b'{"inputs": [{"name": "a", "shape": [2], "datatype": "FLOAT", "data": [1, 2]}]}',
+            None,
+            InvalidTensor,
+            r"inputs\[0\] 'a': unknown datatype 'FLOAT'",
+        ),
+        (
+            b'{"inputs": [{"name": "a", "shape": [3], "datatype": "FP32", "data": [1, 2]}]}',
+            None,
+            InvalidTensor,
+            r"inputs\[0\] 'a': shape \[3\] has 3 elements but data has 2",
+        ),
         (b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP32"}]}', None, InvalidTensor, "no data"),
-        (b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": 4}}]}',
-         None, InvalidTensor, r"binary_data_size is 4 but only 0 bytes of the body are left"),
-        (b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "data": [1],'
-         b' "parameters": {"shared_memory_region": "r"}}]}', None, InvalidTensor, "shared memory is not supported"),
-        (b'{"inputs": [], "parameters": {"binary_data_output": "yes"}}', None,
-         InvalidInferRequest, "parameters.binary_data_output must be true or false"),
-        (b'{"inputs": [], "outputs": [{"name": "p", "parameters": {"classification": -1}}]}', None,
-         InvalidInferRequest, r"outputs\[0\] 'p': parameters.classification must be a positive integer"),
+        (
+            b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": 4}}]}',
+            None,
+            InvalidTensor,
+            r"binary_data_size is 4 but only 0 bytes of the body are left",
+        ),
+        (
+            b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "data": [1],'
+            b' "parameters": {"shared_memory_region": "r"}}]}',
+            None,
+            InvalidTensor,
+            "shared memory is not supported",
+        ),
+        (
+            b'{"inputs": [], "parameters": {"binary_data_output": "yes"}}',
+            None,
+            InvalidInferRequest,
+            "parameters.binary_data_output must be true or false",
+        ),
+        (
+            b'{"inputs": [], "outputs": [{"name": "p", "parameters": {"classification": -1}}]}',
+            None,
+            InvalidInferRequest,
+            r"outputs\[0\] 'p': parameters.classification must be a positive integer",
+        ),
         (b"", "0", InvalidInferRequest, "a raw input"),
     ],
-)  # fmt: skip
+)
 def test_every_broken_request_names_what_is_wrong(
     body: bytes, length: str | None, error: type[Exception], message: str
 ) -> None:
