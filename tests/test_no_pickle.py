@@ -143,8 +143,7 @@ def test_no_pickle_loads_in_the_source_tree(folder: str) -> None:
 
 def test_the_job_queue_accepts_json_only() -> None:
     from service.jobs.queue import celery_config
-    from service.settings import JobSettings
 
-    config = celery_config(JobSettings(redis_url="redis://127.0.0.1:1/0"))
+    config = celery_config(redis_url="redis://127.0.0.1:1/0", queue="fine-tuning", max_seconds=600)
     assert config["accept_content"] == ["json"]
     assert config["task_serializer"] == "json"

@@ -85,7 +85,11 @@ def create_app(settings: ServiceSettings) -> Litestar:
         datasets=DatasetStore(settings.data_root, dataset_limits),
         redis=redis,
         jobs=JobStore(settings.redis_url) if settings.redis_url else None,
-        queue=JobQueue(settings) if settings.redis_url else None,
+        queue=(
+            JobQueue(settings.redis_url, queue=settings.job_queue, max_seconds=settings.job_max_seconds)
+            if settings.redis_url
+            else None
+        ),
     )
 
     async def start() -> None:
@@ -109,7 +113,15 @@ def create_app(settings: ServiceSettings) -> Litestar:
         if state.jobs is not None and state.queue is not None:
             tasks.append(
                 asyncio.create_task(
-                    keep_recovering(state.jobs, state.queue, settings, metrics.observe_jobs), name="recover-jobs"
+                    keep_recovering(
+                        state.jobs,
+                        state.queue,
+                        interval_s=settings.job_recovery_interval_s,
+                        max_attempts=settings.job_max_attempts,
+                        cancel_grace_s=settings.job_cancel_grace_s,
+                        observe=metrics.observe_jobs,
+                    ),
+                    name="recover-jobs",
                 )
             )
         try:

@@ -19,7 +19,6 @@ from service.jobs.record import Job, Trial, now
 from service.jobs.store import JobStore, new_job_id
 from service.repository import ModelRepository
 from service.repository.store import NAME_PATTERN
-from service.settings import JobSettings
 
 MAX_METADATA_KEYS = 16
 MAX_METADATA_CHARS = 512
@@ -41,8 +40,9 @@ class JobRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     metadata: dict[str, str] = {}
 
 
-def check_request(request: JobRequest, settings: JobSettings) -> list[FineTuneConfig]:
-    """The trials' hyperparameters; raises ``InvalidJob`` naming what to fix."""
+def check_request(request: JobRequest, *, max_trials: int) -> list[FineTuneConfig]:
+    """The trials' hyperparameters (a sweep of at most ``max_trials``); raises ``InvalidJob`` naming what to
+    fix."""
     values = dict(request.hyperparameters)
     for field, name in (("validation_split", "val_fraction"), ("seed", "seed")):
         given = getattr(request, field)
@@ -67,7 +67,7 @@ def check_request(request: JobRequest, settings: JobSettings) -> list[FineTuneCo
             f"metadata holds at most {MAX_METADATA_KEYS} keys of 1-64 characters without ':' (the list filter is "
             f"key:value), values of at most {MAX_METADATA_CHARS}"
         )
-    return expand_sweep(values, max_trials=settings.job_max_trials)
+    return expand_sweep(values, max_trials=max_trials)
 
 
 def swept(trials: list[FineTuneConfig]) -> dict[str, Any]:
@@ -83,11 +83,11 @@ def submit(
     datasets: DatasetStore,
     store: JobStore,
     queue: JobQueue,
-    settings: JobSettings,
+    max_trials: int,
 ) -> Job:
     """Check, store and enqueue a job; the job as stored (``queued``). Raises ``InvalidJob``, the
     repository's and the dataset store's not-found errors, and ``JobStoreUnavailable``."""
-    trials = check_request(request, settings)
+    trials = check_request(request, max_trials=max_trials)
     version = repository.resolve(request.base_model, request.base_version)
     manifest = repository.manifest(request.base_model, version)
     if manifest.weights_sha256 is None:

@@ -10,23 +10,22 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from service.jobs.errors import JobStoreUnavailable
-from service.settings import JobSettings
 
 RUN_TRIAL = "imgcls.fine_tuning.run_trial"  # args: job id, trial index
 FINISH_JOB = "imgcls.fine_tuning.finish_job"  # args: job id; publishes the best trial once all have ended
 VISIBILITY_MARGIN_S = 600
 
 
-def celery_config(settings: JobSettings) -> dict[str, Any]:
-    """What producer and worker must agree on. An unacknowledged task returns to the queue after the
-    visibility timeout, so it is longer than the longest allowed trial: a slow trial is never run twice at
-    once because of it (a *lost* worker's trial is requeued sooner, by heartbeat; see service/jobs/recovery.py)."""
-    visibility_timeout = settings.job_max_seconds + VISIBILITY_MARGIN_S
+def celery_config(*, redis_url: str, queue: str, max_seconds: int) -> dict[str, Any]:
+    """What producer and worker must agree on: the broker (``redis_url``), the ``queue`` jobs go to, and a
+    visibility timeout longer than the longest allowed trial (``max_seconds``). An unacknowledged task returns
+    to the queue after that timeout, so a slow trial is never run twice at once because of it (a *lost*
+    worker's trial is requeued sooner, by heartbeat; see service/jobs/recovery.py)."""
     return {
-        "broker_url": settings.redis_url,
-        "broker_transport_options": {"visibility_timeout": visibility_timeout},
+        "broker_url": redis_url,
+        "broker_transport_options": {"visibility_timeout": max_seconds + VISIBILITY_MARGIN_S},
         "broker_connection_retry_on_startup": True,
-        "task_default_queue": settings.job_queue,
+        "task_default_queue": queue,
         "task_serializer": "json",
         "accept_content": ["json"],
         "task_ignore_result": True,  # outcomes live in the job record, not in a result backend
@@ -35,12 +34,12 @@ def celery_config(settings: JobSettings) -> dict[str, Any]:
 
 
 class JobQueue:
-    def __init__(self, settings: JobSettings) -> None:
-        if not settings.redis_url:
-            raise JobStoreUnavailable("fine-tuning jobs need Redis: set IMGCLS_REDIS_URL")
+    """The API's side: sends tasks to ``queue`` on the broker at ``redis_url``."""
+
+    def __init__(self, redis_url: str, *, queue: str, max_seconds: int) -> None:
         self.app = Celery("imgcls-api", set_as_current=False)
-        self.app.conf.update(celery_config(settings))
-        self.queue = settings.job_queue
+        self.app.conf.update(celery_config(redis_url=redis_url, queue=queue, max_seconds=max_seconds))
+        self.queue = queue
 
     def send(self, task: str, *args: Any) -> str:
         """Enqueue ``task``; its id. Raises ``JobStoreUnavailable`` when the broker does not take it."""

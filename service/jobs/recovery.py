@@ -19,7 +19,6 @@ from service.jobs import lifecycle
 from service.jobs.errors import JobNotFound, JobStoreUnavailable
 from service.jobs.queue import FINISH_JOB, RUN_TRIAL, JobQueue
 from service.jobs.store import JobStore
-from service.settings import JobSettings
 
 log = logging.getLogger(__name__)
 FINISHING = "finish"  # the heartbeat name of a publishing step (trials beat under their index)
@@ -31,8 +30,9 @@ def seconds_since(timestamp: str | None) -> float:
     return (datetime.now(UTC) - datetime.fromisoformat(timestamp)).total_seconds()
 
 
-def recover(store: JobStore, queue: JobQueue, settings: JobSettings) -> list[str]:
-    """One pass over the unfinished jobs; what it did, one line each (also logged)."""
+def recover(store: JobStore, queue: JobQueue, *, max_attempts: int, cancel_grace_s: float) -> list[str]:
+    """One pass over the unfinished jobs; what it did, one line each (also logged). A lost trial fails
+    after ``max_attempts`` deliveries; a cancel ignored for ``cancel_grace_s`` terminates its tasks."""
     done: list[str] = []
     for job_id in store.active_ids():
         try:
@@ -42,9 +42,7 @@ def recover(store: JobStore, queue: JobQueue, settings: JobSettings) -> list[str
         for trial in job.trials:
             if trial.status == "running" and not store.alive(job_id, str(trial.index)):
                 index = trial.index
-                requeue = functools.partial(
-                    lifecycle.requeue_lost_trial, index=index, max_attempts=settings.job_max_attempts
-                )
+                requeue = functools.partial(lifecycle.requeue_lost_trial, index=index, max_attempts=max_attempts)
                 job, changed = store.update(job_id, requeue)
                 if changed:
                     now_status = job.trials[index].status
@@ -56,13 +54,13 @@ def recover(store: JobStore, queue: JobQueue, settings: JobSettings) -> list[str
             if changed:
                 queue.send(FINISH_JOB, job_id)
                 done.append(f"{job_id}: the worker publishing it was lost; publishing queued again")
-        if job.status == "cancelling" and seconds_since(job.cancel_requested_at) > settings.job_cancel_grace_s:
+        if job.status == "cancelling" and seconds_since(job.cancel_requested_at) > cancel_grace_s:
             running = [t.task_id for t in job.trials if t.status == "running" and t.task_id]
             job, changed = store.update(job_id, lifecycle.terminate_cancelled)
             if changed:
                 if running:
                     queue.terminate(running)
-                done.append(f"{job_id}: cancel not honoured in {settings.job_cancel_grace_s:g} s; tasks terminated")
+                done.append(f"{job_id}: cancel not honoured in {cancel_grace_s:g} s; tasks terminated")
     for line in done:
         log.warning("job recovery: %s", line)
     return done
@@ -71,15 +69,18 @@ def recover(store: JobStore, queue: JobQueue, settings: JobSettings) -> list[str
 async def keep_recovering(
     store: JobStore,
     queue: JobQueue,
-    settings: JobSettings,
+    *,
+    interval_s: float,
+    max_attempts: int,
+    cancel_grace_s: float,
     observe: Callable[[dict[str, int], dict[str, int]], None],
 ) -> None:
-    """``recover`` every ``job_recovery_interval_s`` for as long as the API runs, then ``observe`` the jobs
-    counted by status, unfinished and finished (for the metrics); Redis being away only delays it."""
+    """``recover`` every ``interval_s`` for as long as the API runs, then ``observe`` the jobs counted by
+    status, unfinished and finished (for the metrics); Redis being away only delays it."""
     while True:
-        await asyncio.sleep(settings.job_recovery_interval_s)
+        await asyncio.sleep(interval_s)
         try:
-            await asyncio.to_thread(recover, store, queue, settings)
+            await asyncio.to_thread(recover, store, queue, max_attempts=max_attempts, cancel_grace_s=cancel_grace_s)
             active: dict[str, int] = Counter(str(job.status) for job in await asyncio.to_thread(store.active_jobs))
             observe(active, await asyncio.to_thread(store.finished_counts))
         except JobStoreUnavailable as exc:

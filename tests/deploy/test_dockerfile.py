@@ -319,7 +319,8 @@ from service.jobs.queue import celery_config
 from service.settings import JobSettings
 settings = JobSettings()
 app = Celery("stand-in", set_as_current=False)
-app.conf.update(celery_config(settings))
+app.conf.update(celery_config(redis_url=settings.redis_url, queue=settings.job_queue,
+                              max_seconds=settings.job_max_seconds))
 app.worker_main(["worker", "--pool=solo", "--hostname", sys.argv[1], "--without-mingle", "--without-gossip",
                  "--loglevel=info", "--queues", settings.job_queue])
 """

@@ -14,6 +14,7 @@ Delivery rules (docs/operations.md explains them):
 
 from celery import Celery, Task
 
+from service.jobs.errors import JobStoreUnavailable
 from service.jobs.queue import FINISH_JOB, RUN_TRIAL, celery_config
 from training.settings import TrainingSettings
 from training.worker.runner import JobRunner
@@ -22,9 +23,13 @@ HARD_LIMIT_MARGIN_S = 60
 
 
 def create_worker_app(settings: TrainingSettings, *, concurrency: int = 1) -> Celery:
+    if not settings.redis_url:
+        raise JobStoreUnavailable("the worker needs Redis: set IMGCLS_REDIS_URL")
     runner = JobRunner(settings)
     app = Celery("imgcls-worker", set_as_current=False)
-    app.conf.update(celery_config(settings))
+    app.conf.update(
+        celery_config(redis_url=settings.redis_url, queue=settings.job_queue, max_seconds=settings.job_max_seconds)
+    )
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,

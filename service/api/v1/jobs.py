@@ -78,7 +78,7 @@ async def submit_job(request: Request, data: JSONBody[JobRequest]) -> Job:
         datasets=state.datasets,
         store=store,
         queue=state.queue,
-        settings=settings,
+        max_trials=settings.job_max_trials,
     )
     state.metrics.jobs_submitted.inc()
     return job
