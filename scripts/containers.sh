@@ -139,7 +139,7 @@ git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' 
         mkdir -p "$changed/$(dirname "$file")" && cp -p "$file" "$changed/$file"
     fi
 done
-echo "# changed by scripts/containers.sh" >>"$changed/service/__init__.py"
+echo "# changed by scripts/containers.sh at $(date +%s%N)" >>"$changed/service/__init__.py" # never cached
 begin=$(date +%s.%N)
 log="$STATE/build-api-changed.log"
 buildah build --isolation chroot --network host --ulimit nproc=32768:32768 --layers --format docker \

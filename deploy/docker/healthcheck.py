@@ -40,7 +40,9 @@ def worker() -> str | None:
     if not settings.redis_url:
         return "IMGCLS_REDIS_URL is not set"
     app = Celery("imgcls-healthcheck", set_as_current=False)
-    app.conf.update(celery_config(settings))
+    app.conf.update(
+        celery_config(redis_url=settings.redis_url, queue=settings.job_queue, max_seconds=settings.job_max_seconds)
+    )
     pattern = f"*@{socket.gethostname()}"
     try:
         replies = app.control.ping(timeout=PING_TIMEOUT_S, limit=1, pattern=pattern, matcher="glob")
