@@ -66,8 +66,9 @@ def test_check_jsonschema_accepts_it_too() -> None:
     """The same schema through the command line a developer or a pre-commit hook would run."""
     cli = shutil.which("check-jsonschema", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
     assert cli is not None, "check-jsonschema is not installed: pip install -e '.[dev]'"
-    result = subprocess.run([cli, "--builtin-schema", "vendor.compose-spec", str(COMPOSE)], capture_output=True,
-                            text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [cli, "--builtin-schema", "vendor.compose-spec", str(COMPOSE)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

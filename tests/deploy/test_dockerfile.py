@@ -110,8 +110,11 @@ def tool(name: str) -> str:
 def test_hadolint_finds_nothing() -> None:
     result = subprocess.run(
         [tool("hadolint"), "--no-color", "--format", "json", "--failure-threshold", "style", "Dockerfile"],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     findings = json.loads(result.stdout or "[]")
     report = "\n".join(f"line {f['line']}: {f['code']} ({f['level']}) {f['message']}" for f in findings)
     assert findings == [] and result.returncode == 0, f"hadolint:\n{report}{result.stderr}"
@@ -120,8 +123,9 @@ def test_hadolint_finds_nothing() -> None:
 def test_hadolint_would_catch_an_unpinned_image(tmp_path: Path) -> None:
     """The lint really runs (a sanity check of the tool, not of our file)."""
     (tmp_path / "Dockerfile").write_text("FROM python:latest\nRUN pip install flask\n", encoding="utf-8")
-    result = subprocess.run([tool("hadolint"), "--format", "json", "Dockerfile"], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [tool("hadolint"), "--format", "json", "Dockerfile"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0
     assert {"DL3007", "DL3013"} <= {finding["code"] for finding in json.loads(result.stdout)}
 
@@ -224,11 +228,16 @@ def test_environment_defaults(stages: dict[str, Stage], target: str) -> None:
 
 
 def test_requirement_lists_come_from_pyproject(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, str(DOCKER_SCRIPTS / "requirements.py"), str(REPO / "pyproject.toml"),
-                    str(tmp_path)], check=True, timeout=60)  # fmt: skip
+    subprocess.run(
+        [sys.executable, str(DOCKER_SCRIPTS / "requirements.py"), str(REPO / "pyproject.toml"), str(tmp_path)],
+        check=True,
+        timeout=60,
+    )
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    lines = {name: (tmp_path / name).read_text(encoding="utf-8").splitlines() for name in
-             ("base.txt", "train.txt", "torch.txt", "cuda.txt")}  # fmt: skip
+    lines = {
+        name: (tmp_path / name).read_text(encoding="utf-8").splitlines()
+        for name in ("base.txt", "train.txt", "torch.txt", "cuda.txt")
+    }
     assert lines["base.txt"] == project["dependencies"]
     assert lines["train.txt"] == project["optional-dependencies"]["train"]
     assert not any(TORCH_MENTIONS.search(line) for line in lines["base.txt"] + lines["cuda.txt"])
@@ -245,14 +254,33 @@ def test_requirement_lists_come_from_pyproject(tmp_path: Path) -> None:
 
 def test_the_wheel_holds_every_file_of_the_packages(tmp_path: Path) -> None:
     """Built as the image builds it, from what git tracks (what CI and a clean checkout build)."""
-    tracked = subprocess.run(["git", "ls-files", "-z", "service", "training"], cwd=REPO, capture_output=True,
-                             check=True, timeout=60).stdout.decode().split("\0")  # fmt: skip
+    tracked = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "service", "training"], cwd=REPO, capture_output=True, check=True, timeout=60
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     source = tmp_path / "src"
     for name in [*filter(None, tracked), "pyproject.toml", "README.md"]:
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, source / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(tmp_path / "wheels"), str(source)], check=True, timeout=120)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(tmp_path / "wheels"),
+            str(source),
+        ],
+        check=True,
+        timeout=120,
+    )
     (wheel,) = (tmp_path / "wheels").glob("imgcls-*.whl")
     check = [sys.executable, str(DOCKER_SCRIPTS / "check_wheel.py"), str(wheel), str(source)]
     result = subprocess.run(check, capture_output=True, text=True, timeout=60)
@@ -267,8 +295,13 @@ def test_the_wheel_holds_every_file_of_the_packages(tmp_path: Path) -> None:
 
 
 def healthcheck(mode: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(DOCKER_SCRIPTS / "healthcheck.py"), mode], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(DOCKER_SCRIPTS / "healthcheck.py"), mode],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def free_port() -> int:
@@ -327,8 +360,14 @@ app.worker_main(["worker", "--pool=solo", "--hostname", sys.argv[1], "--without-
 
 
 def start_worker(name: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", WORKER, name], env={**os.environ, **env}, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER, name],
+        env={**os.environ, **env},
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_ready(worker: subprocess.Popen[str]) -> None:

@@ -95,9 +95,10 @@ def render(folder: Path) -> list[Resource]:
     for entry in config.get("patches", []):
         for patch in load_documents(folder / entry["path"]):
             index = next(
-                i for i, r in enumerate(resources)
+                i
+                for i, r in enumerate(resources)
                 if (r["kind"], r["metadata"]["name"]) == (patch["kind"], patch["metadata"]["name"])
-            )  # fmt: skip
+            )
             resources[index] = strategic_merge(resources[index], patch)
     for resource in resources:
         for container in containers(resource):

@@ -110,8 +110,12 @@ def test_dashboard_covers_what_operators_watch() -> None:
         "imgcls_jobs_finished_total",
     }
     assert wanted <= {name for _, expr in PROMQL for name in METRIC.findall(expr)}
-    quantiles = {q for _, expr in PROMQL if "imgcls_request_duration_seconds_bucket" in expr
-                 for q in re.findall(r"histogram_quantile\((0\.\d+)", expr)}  # fmt: skip
+    quantiles = {
+        q
+        for _, expr in PROMQL
+        if "imgcls_request_duration_seconds_bucket" in expr
+        for q in re.findall(r"histogram_quantile\((0\.\d+)", expr)
+    }
     assert quantiles == {"0.5", "0.95", "0.99"}
     [model_info] = [p for p in PANELS if "imgcls_model_info" in p["targets"][0]["expr"]]
     assert "provider" in by_clauses(model_info["targets"][0]["expr"])
@@ -142,8 +146,16 @@ def test_prometheus_config_scrapes_the_api_at_metrics() -> None:
     assert len(jobs) == len(config["scrape_configs"]) == 2
     for job in jobs.values():
         assert job["metrics_path"] == "/metrics" and job["scheme"] == "http"
-        assert set(job) <= {"job_name", "metrics_path", "scheme", "static_configs", "kubernetes_sd_configs",
-                            "relabel_configs", "scrape_interval", "scrape_timeout"}  # fmt: skip
+        assert set(job) <= {
+            "job_name",
+            "metrics_path",
+            "scheme",
+            "static_configs",
+            "kubernetes_sd_configs",
+            "relabel_configs",
+            "scrape_interval",
+            "scrape_timeout",
+        }
 
     [static] = jobs["imgcls-api"]["static_configs"]
     assert static["targets"] == ["api:8000", "api-gpu:8000"]
@@ -177,11 +189,15 @@ def test_pod_discovery_follows_the_api_pods_annotations() -> None:
         for key, value in annotations.items()
     }
     pod = {
-        "__address__": "10.1.2.3:8000", "__metrics_path__": "/metrics", "__meta_kubernetes_pod_phase": "Running",
-        "__meta_kubernetes_namespace": "imgcls", "__meta_kubernetes_pod_name": "api-7d9f-abcde",
-        "__meta_kubernetes_pod_label_app_kubernetes_io_component": "api", "__meta_kubernetes_pod_node_name": "n1",
+        "__address__": "10.1.2.3:8000",
+        "__metrics_path__": "/metrics",
+        "__meta_kubernetes_pod_phase": "Running",
+        "__meta_kubernetes_namespace": "imgcls",
+        "__meta_kubernetes_pod_name": "api-7d9f-abcde",
+        "__meta_kubernetes_pod_label_app_kubernetes_io_component": "api",
+        "__meta_kubernetes_pod_node_name": "n1",
         **meta,
-    }  # fmt: skip
+    }
     target = relabel(rules, pod)
     assert target is not None
     [port] = template["spec"]["containers"][0]["ports"]
