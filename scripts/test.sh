@@ -36,4 +36,6 @@ if [ "$status" = 5 ]; then
     echo "pytest collected no tests: that is a failure here" >&2
     exit 1
 fi
+echo "==> container images: build the api and worker images with buildah and smoke-test them (scripts/containers.sh)"
+scripts/containers.sh || status=1
 exit "$status"
