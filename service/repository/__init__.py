@@ -5,7 +5,6 @@ from service.repository.errors import (
     CorruptVersion,
     ModelNotFound,
     RepositoryError,
-    RepositoryReadOnly,
     VersionNotFound,
 )
 from service.repository.manifest import (
@@ -28,7 +27,6 @@ __all__ = [
     "ModelRepository",
     "Preprocessing",
     "RepositoryError",
-    "RepositoryReadOnly",
     "TensorSpec",
     "Variant",
     "VersionNotFound",
