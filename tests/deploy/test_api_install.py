@@ -16,6 +16,7 @@ import pytest
 from tests.redis_server import free_port
 from tests.service.api.conftest import png_bytes
 from tests.service.api.server import wait_until_ready
+from tests.service.cli.test_imgcls import imgcls_without_training
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,36 +69,21 @@ def test_training_commands_say_what_this_install_lacks(api_venv: Path) -> None:
     )
 
 
-def imgcls_without_training(api_venv: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``imgcls <args>`` with the training package made unimportable, then the top-level packages it imported."""
-    code = (
-        "import sys\n"
-        "sys.modules['training'] = None  # import training now fails, as in the api image\n"
-        "from service.cli import main\n"
-        "try:\n"
-        f"    main({list(args)!r})\n"
-        "finally:\n"
-        "    loaded = {name.split('.')[0] for name, module in sys.modules.items() if module is not None}\n"
-        "    print('imported:', sorted(loaded & {'torch', 'training'}))\n"
-    )
-    python = str(api_venv / "bin" / "python")
-    return subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=60)
-
-
 def test_the_service_commands_run_without_the_training_package(api_venv: Path, tmp_path: Path) -> None:
-    serve = imgcls_without_training(api_venv, tmp_path, "serve", "--help")
+    python = str(api_venv / "bin" / "python")
+    serve = imgcls_without_training("serve", "--help", python=python, cwd=tmp_path)
     assert serve.returncode == 0, serve.stderr
     assert "--workers" in serve.stdout
     assert serve.stdout.splitlines()[-1] == "imported: []"
 
-    listing = imgcls_without_training(api_venv, tmp_path, "--help")
+    listing = imgcls_without_training("--help", python=python, cwd=tmp_path)
     assert listing.returncode == 0, listing.stderr
     assert "\n  serve " in listing.stdout and "\n  fine-tune " not in listing.stdout
     assert "Training commands (train, evaluate, fine-tune, worker, ...) need pip install 'imgcls[train]'." in (
         " ".join(listing.stdout.split())
     )
 
-    train = imgcls_without_training(api_venv, tmp_path, "train")
+    train = imgcls_without_training("train", python=python, cwd=tmp_path)
     assert train.returncode == 2
     assert train.stderr.strip() == (
         "error: no command 'train' here: this installation has the service's only (serve, classify, api-key, "

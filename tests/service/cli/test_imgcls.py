@@ -14,11 +14,14 @@ from click.testing import CliRunner
 from service.cli import cli
 
 
-def imgcls_without_training(*args: str) -> subprocess.CompletedProcess[str]:
-    """``imgcls <args>`` with the training package unimportable; the last line lists what it imported of it."""
+def imgcls_without_training(
+    *args: str, python: str = sys.executable, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``imgcls <args>`` run by ``python`` with the training package unimportable; the last line of its
+    output lists what it imported of torch and training."""
     code = (
         "import sys\n"
-        "sys.modules['training'] = None\n"
+        "sys.modules['training'] = None  # import training now fails, as in the api image\n"
         "from service.cli import main\n"
         "try:\n"
         f"    main({list(args)!r})\n"
@@ -26,7 +29,7 @@ def imgcls_without_training(*args: str) -> subprocess.CompletedProcess[str]:
         "    loaded = {name.split('.')[0] for name, module in sys.modules.items() if module is not None}\n"
         "    print('imported:', sorted(loaded & {'torch', 'training'}))\n"
     )
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    return subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=60)
 
 
 def test_help_lists_the_training_commands_where_they_can_run() -> None:
