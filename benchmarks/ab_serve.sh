@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A/B of two builds of `imgcls serve` on the small model: each server alone, alternating (the order reversed
-# every pair), a 3 s warm-up, then wrk for 8 s at 32 connections with one Fashion-MNIST PNG; medians at the end.
+# A/B of two builds of `imgcls serve` (2 workers) on the small model: each server alone, alternating (the order
+# reversed every pair); each run times launch -> /healthz/ready (20 ms polls), then a 3 s warm-up and wrk for 8 s
+# at 32 connections with one Fashion-MNIST PNG. Medians at the end.
 #
 #   benchmarks/ab_serve.sh A_IMGCLS A_DIR B_IMGCLS B_DIR [PAIRS] > benchmarks/results/ab-serve-<date>.txt
 #
@@ -20,25 +21,32 @@ LUA=$REPO/../shared/peers/multipart.lua
 PORT=${PORT:-18765}
 URL=http://127.0.0.1:$PORT/v1/models/$MODEL/classify
 echo "# $(date -u +%FT%TZ), $(nproc) cores,$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2); $(uptime)"
-echo "# A: $A_BIN in $A_DIR; B: $B_BIN in $B_DIR; $MODEL from $MODEL_ROOT; requests/s and p99 per 8 s run"
+echo "# A: $A_BIN in $A_DIR; B: $B_BIN in $B_DIR; $MODEL from $MODEL_ROOT; per run: requests/s, p99, seconds to ready"
 one() { # $1: A or B
-    local bin dir
+    local bin dir started ready
     if [ "$1" = A ]; then bin=$A_BIN dir=$A_DIR; else bin=$B_BIN dir=$B_DIR; fi
+    started=$(date +%s.%N)
     (cd "$dir" && exec "$bin" serve --no-auth --workers 2 --port "$PORT" --model-root "$MODEL_ROOT" >/dev/null 2>&1) &
     local server=$!
-    for _ in $(seq 150); do curl -sf "http://127.0.0.1:$PORT/healthz/ready" >/dev/null && break; sleep 0.2; done
+    for _ in $(seq 1500); do curl -sf "http://127.0.0.1:$PORT/healthz/ready" >/dev/null && break; sleep 0.02; done
+    ready=$(echo "$(date +%s.%N) - $started" | bc)
     IMAGE=$IMAGE FIELD=images wrk -s "$LUA" -t2 -c32 -d3s "$URL" >/dev/null 2>&1
     local out
     out=$(IMAGE=$IMAGE FIELD=images wrk -s "$LUA" -t2 -c32 -d8s --latency "$URL" 2>&1)
-    echo "$1 $(echo "$out" | awk '/Requests\/sec/ {print $2}') $(echo "$out" | awk '$1 == "99%" {print $2}')"
+    echo "$1 $(echo "$out" | awk '/Requests\/sec/ {print $2}') $(echo "$out" | awk '$1 == "99%" {print $2}') $ready"
     pkill -TERM -f "serve --no-auth --workers 2 --port $PORT" || true
     wait "$server" 2>/dev/null || true
     sleep 1
 }
 results=$(for pair in $(seq "$PAIRS"); do
     if [ $((pair % 2)) = 1 ]; then one A; one B; else one B; one A; fi
-done | tee /dev/stderr)
+done)
+echo "$results"
+median() { # $1: side, $2: column, $3: printf format of one figure, $4: its unit
+    echo "$results" | awk -v s="$1" -v c="$2" '$1 == s {print $c}' | sort -n | awk -v s="$1" -v f="$3" -v u="$4" \
+        '{v[NR] = $1} END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%s median " f " %s (min " f ", max " f ", %d runs)\n", s, m, u, v[1], v[NR], NR}'
+}
 for side in A B; do
-    echo "$results" | awk -v s=$side '$1 == s {print $2}' | sort -n | awk -v s=$side \
-        '{v[NR] = $1} END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%s median %.0f requests/s (min %.0f, max %.0f, %d runs)\n", s, m, v[1], v[NR], NR}'
+    median $side 2 "%.0f" "requests/s"
+    median $side 4 "%.2f" "s to ready"
 done
