@@ -90,9 +90,9 @@ def train_config_for(config: FineTuneConfig, *, architecture: str, dataset_dir: 
 def input_preprocessing(base: Preprocessing) -> Preprocessing:
     """The base's eval transform, kept for the new version so the service feeds both the same way.
 
-    One change: a base that takes images at its input size only (``resize`` unset, as Fashion-MNIST's
-    28x28) gets ``resize`` = the longer input side, so a dataset's larger images are scaled down rather
-    than cropped; images already at the input size pass unchanged.
+    One change for bases published before every dataset declared a resize (``resize`` unset: the base
+    takes images at its input size only): ``resize`` = the longer input side, so a dataset's larger images
+    are scaled down rather than cropped; images already at the input size pass unchanged.
     """
     if base.resize is not None:
         return base

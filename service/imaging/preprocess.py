@@ -14,8 +14,12 @@ from PIL import Image
 from service.imaging.errors import ImageTooLarge, ImageTooSmall
 from service.repository.manifest import Preprocessing
 
-_RESAMPLING = {
+# Preprocessing.interpolation -> PIL filter, for training and serving alike. "box" averages each output
+# pixel's whole footprint: the right filter for a model whose images are small (28x28) and whose
+# photos are therefore always shrunk, often tenfold.
+RESAMPLING = {
     "nearest": Image.Resampling.NEAREST,
+    "box": Image.Resampling.BOX,
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
 }
@@ -69,7 +73,7 @@ def preprocess_into(image: Image.Image, preprocessing: Preprocessing, out: np.nd
                 "send an image with a less extreme aspect ratio"
             )
         if size != image.size:
-            image = image.resize(size, _RESAMPLING[preprocessing.interpolation])
+            image = image.resize(size, RESAMPLING[preprocessing.interpolation])
 
     crop_h, crop_w = preprocessing.input_size
     if image.height < crop_h or image.width < crop_w:

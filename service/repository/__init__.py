@@ -9,6 +9,7 @@ from service.repository.errors import (
 )
 from service.repository.manifest import (
     MANIFEST_SCHEMA_VERSION,
+    Imported,
     Lineage,
     Manifest,
     Preprocessing,
@@ -21,6 +22,7 @@ __all__ = [
     "MANIFEST_SCHEMA_VERSION",
     "AliasNotFound",
     "CorruptVersion",
+    "Imported",
     "Lineage",
     "Manifest",
     "ModelNotFound",

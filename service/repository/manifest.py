@@ -18,16 +18,21 @@ class Preprocessing(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     2. if ``resize`` is set, resize so the shorter side is ``resize`` pixels (PIL, ``interpolation``);
     3. center-crop to ``input_size`` (height, width) when the image is larger;
     4. scale pixels to [0, 1] (divide by 255), then ``(x - mean) / std`` per channel;
-    5. lay out as ``layout`` (always "NCHW", float32).
+    5. lay out as ``layout``, float32: "NCHW" (every model imgcls trains) or "NHWC" (channels last, as
+       Keras and TensorFlow export; imported models only).
+
+    Before step 1, a photo with transparency is composited on ``background`` when it is set; older
+    manifests (``None``) leave it to PIL's conversion, which drops the alpha channel.
     """
 
     color_mode: Literal["L", "RGB"]
     input_size: tuple[int, int]  # (height, width) fed to the network
     mean: tuple[float, ...]  # one per channel, on the [0, 1] scale
     std: tuple[float, ...]
-    resize: int | None = None  # shorter side before the crop; None: the image must already be input_size
-    interpolation: Literal["nearest", "bilinear", "bicubic"] = "bilinear"
-    layout: Literal["NCHW"] = "NCHW"
+    resize: int | None = None  # shorter side before the crop; None (older manifests): no scaling, only the crop
+    interpolation: Literal["nearest", "box", "bilinear", "bicubic"] = "bilinear"
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    background: tuple[int, int, int] | None = None  # RGB 0-255 behind transparent pixels; None: alpha dropped
 
     @property
     def channels(self) -> int:
@@ -43,12 +48,24 @@ class Preprocessing(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("preprocessing: every std value must be positive")
         if min(self.input_size) < 1 or (self.resize is not None and self.resize < 1):
             raise ValueError("preprocessing: sizes must be positive")
+        if self.background is not None and not all(0 <= value <= 255 for value in self.background):
+            raise ValueError("preprocessing: background values must be 0-255")
 
 
 class TensorSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     datatype: Literal["FP32"]
     shape: tuple[int, ...]  # -1 marks the dynamic batch axis
+
+
+class Imported(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A version that imgcls did not train: an ONNX file or torchvision weights brought by a user."""
+
+    kind: Literal["onnx", "torchvision"]
+    source: str  # the file name as given (no directories)
+    sha256: str  # of that file
+    imported_at: str  # ISO 8601, UTC
+    command: str  # how: "imgcls models import ..." or "POST /v1/models/{name}/versions"
 
 
 class Lineage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -63,6 +80,7 @@ class Lineage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     dataset_sha256: str | None = None  # of the uploaded dataset archive ("dataset:<id>")
     job_id: str | None = None  # the fine-tuning job that published this version (at most one version per job)
     fine_tune: dict[str, Any] | None = None  # the job's resolved hyperparameters, by the job API's names
+    imported: Imported | None = None  # set for imported versions; absent (None) for trained ones
 
 
 class Variant(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -87,11 +105,15 @@ class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     architecture: str  # a name from training's model registry
     labels: tuple[str, ...]
+    # shape[0] is -1 for a dynamic batch axis, or 1 for a model that takes one image at a time (some
+    # imported models): the service then runs such a model image by image.
     input: TensorSpec
-    output: TensorSpec  # logits; probabilities are softmax(logits / temperature)
+    output: TensorSpec  # (batch, len(labels)): what ``scores`` says
     preprocessing: Preprocessing
-    temperature: float  # fitted on the validation split
-    metrics: dict[str, float]  # at least test_accuracy, ece (calibrated) and ece_uncalibrated
+    temperature: float  # fitted on the validation split; 1.0 when ``calibration`` is "uncalibrated"
+    # Trained versions: at least test_accuracy, ece (calibrated) and ece_uncalibrated. Imported versions
+    # carry what was measured on import (--evaluate-on, --calibrate-on), possibly nothing.
+    metrics: dict[str, float]
     lineage: Lineage
     onnx_sha256: str
     weights_sha256: str | None
@@ -102,15 +124,33 @@ class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # name ("int8") -> derived model file; added after publishing by ModelRepository.add_variant.
     # Absent in manifests written before variants existed; they decode with none.
     variants: dict[str, Variant] = msgspec.field(default_factory=dict)
+    # What the output holds: "logits" (probabilities are softmax(logits / temperature)) or
+    # "probabilities" (a softmax already in the graph; served as they are). Older manifests: logits.
+    scores: Literal["logits", "probabilities"] = "logits"
+    # "temperature": ``temperature`` was fitted on held-out data; "uncalibrated": it is 1.0 (imported
+    # models without --calibrate-on, and every model whose output is already probabilities).
+    calibration: Literal["temperature", "uncalibrated"] = "temperature"
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
             raise ValueError(f"manifest: temperature must be positive, got {self.temperature}")
         if len(self.labels) < 2:
             raise ValueError("manifest: a classifier needs at least two labels")
-        missing = {"test_accuracy", "ece", "ece_uncalibrated"} - self.metrics.keys()
-        if missing:
-            raise ValueError(f"manifest: metrics lack {', '.join(sorted(missing))}")
+        if len(set(self.labels)) != len(self.labels) or not all(label.strip() for label in self.labels):
+            raise ValueError("manifest: labels must be unique and not empty")
+        if self.calibration == "uncalibrated" and self.temperature != 1.0:
+            raise ValueError("manifest: an uncalibrated model has temperature 1.0")
+        if self.scores == "probabilities" and self.calibration != "uncalibrated":
+            raise ValueError("manifest: a model that outputs probabilities is served uncalibrated")
+        if self.lineage.imported is None:
+            missing = {"test_accuracy", "ece", "ece_uncalibrated"} - self.metrics.keys()
+            if missing:
+                raise ValueError(f"manifest: metrics lack {', '.join(sorted(missing))}")
+
+    @property
+    def fine_tunable(self) -> bool:
+        """A fine-tuning job needs the torch weights and an architecture from training's registry."""
+        return self.weights_sha256 is not None
 
 
 def encode_manifest(manifest: Manifest) -> bytes:

@@ -94,8 +94,16 @@ def _fashion_mnist(directory: Path) -> DatasetBundle:
         train_labels=train_labels,
         test_images=test_images,
         test_labels=test_labels,
+        # resize 28: a photo of any size is scaled (shorter side to 28) before the crop, never cropped raw;
+        # the 28x28 images themselves pass unchanged, in training as in serving. "box" averages what
+        # it shrinks, so a 280x280 copy of a 28x28 image comes back to exactly its pixels.
         preprocessing=Preprocessing(
-            color_mode="L", input_size=(28, 28), mean=(FASHION_MNIST_MEAN,), std=(FASHION_MNIST_STD,)
+            color_mode="L",
+            input_size=(28, 28),
+            mean=(FASHION_MNIST_MEAN,),
+            std=(FASHION_MNIST_STD,),
+            resize=28,
+            interpolation="box",
         ),
         flip_ok=True,
     )
@@ -103,7 +111,9 @@ def _fashion_mnist(directory: Path) -> DatasetBundle:
 
 def _digits(seed: int) -> DatasetBundle:
     train_images, train_labels, test_images, test_labels = load_digits_split(seed=seed)
-    placeholder = Preprocessing(color_mode="L", input_size=(8, 8), mean=(0.0,), std=(1.0,))
+    placeholder = Preprocessing(
+        color_mode="L", input_size=(8, 8), mean=(0.0,), std=(1.0,), resize=8, interpolation="box"
+    )
     return DatasetBundle(
         name="digits",
         labels=DIGITS_LABELS,

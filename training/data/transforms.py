@@ -13,16 +13,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from service.imaging.preprocess import resized_size  # one rule for training and serving
+from service.imaging.preprocess import RESAMPLING, resized_size  # one rule for training and serving
 from service.repository.manifest import Preprocessing
 from training.errors import UnusableData
-
-_RESAMPLING = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-}
-
 
 # ---------------------------------------------------------------------------------------------------
 # Eval geometry and scaling
@@ -46,7 +39,7 @@ def decode_for_eval(image: Image.Image, *, preprocessing: Preprocessing) -> torc
     if preprocessing.resize is not None:
         size = resized_size(image.width, image.height, preprocessing.resize)
         if size != image.size:
-            image = image.resize(size, _RESAMPLING[preprocessing.interpolation])
+            image = image.resize(size, RESAMPLING[preprocessing.interpolation])
 
     crop_h, crop_w = preprocessing.input_size
     if image.height < crop_h or image.width < crop_w:

@@ -1,11 +1,16 @@
 import base64
+import gzip
+import io
 import struct
 import zlib
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
 from service.settings import ServiceSettings
+from tests.conftest import FASHION_MNIST
 from tests.service.api.conftest import png_bytes
 from tests.service.api.server import running_server
 
@@ -153,3 +158,44 @@ def test_oversized_upload_and_too_many_images(service_settings: ServiceSettings,
         assert big.status_code == 413
         files = [("images", (f"{i}.png", png, "image/png")) for i in range(3)]
         assert_problem(httpx.post(classify_url(server), files=files), 413, "limit is 2")
+
+
+def fashion_mnist_test_images(count: int) -> np.ndarray:
+    """The first ``count`` Fashion-MNIST test images, uint8 (count, 28, 28), read from the IDX file as is."""
+    with gzip.open(FASHION_MNIST / "t10k-images-idx3-ubyte.gz") as handle:
+        data = handle.read(16 + count * 28 * 28)
+    return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(count, 28, 28)
+
+
+def encoded(pixels: np.ndarray, size: int, fmt: str) -> bytes:
+    """The image scaled to ``size`` x ``size`` (each pixel a block, as a photo of the printed image would be)."""
+    buffer = io.BytesIO()
+    image = Image.fromarray(pixels, "L").resize((size, size), Image.Resampling.NEAREST)
+    image.save(buffer, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def test_a_larger_copy_of_an_image_gets_the_answer_the_original_gets(server: str) -> None:
+    """The published preprocessing scales a photo of any size (shorter side to 28) before the crop: an
+    image sent at 280x280 or 1000x1000, PNG or JPEG, is classified as its 28x28 original is.
+
+    The manifest's "box" filter averages each 10x10 block back to its pixel, so a PNG copy gets exactly
+    the original's answers. JPEG changes pixels a little, and the test model is trained for a few
+    steps only, so an image on its decision boundary may flip: 18 of 20 must agree.
+    """
+    images = fashion_mnist_test_images(20)
+
+    def top_labels(size: int, fmt: str) -> list[str]:
+        files = [
+            ("images", (f"{i}.{fmt.lower()}", encoded(p, size, fmt), f"image/{fmt.lower()}"))
+            for i, p in enumerate(images)
+        ]
+        response = httpx.post(classify_url(server), files=files, timeout=60)
+        assert response.status_code == 200, response.text
+        return [result["top"][0]["label"] for result in response.json()["results"]]
+
+    original = top_labels(28, "PNG")
+    assert top_labels(280, "PNG") == original
+    for size, fmt in ((280, "JPEG"), (1000, "JPEG")):
+        agreeing = sum(a == b for a, b in zip(top_labels(size, fmt), original, strict=True))
+        assert agreeing >= 18, f"{size}x{size} {fmt}: {agreeing} of 20 answers agree with the 28x28 originals"

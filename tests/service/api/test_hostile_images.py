@@ -5,9 +5,9 @@ and as multipart, and to V2 inference as the encoded image (``Inference-Header-C
 ``image_bytes`` input). Each gets the status docs/api.md documents for it: 400 empty, 413 over a cap (bombs
 are refused from their header), 415 not an allowed format (whatever the Content-Type says), 422 truncated,
 corrupt or too small; the odd but valid ones (CMYK, 16-bit, palette with transparency, animated, EXIF-rotated,
-at the pixel cap) are classified (200). Two models serve: the test model (28x28 input, no resize step, so a 1x1
-image is too small) and a copy of it with a resize step (shorter side to 28), where 1x1 is classified and
-1x100,000 would resize past the pixel cap.
+at the pixel cap) are classified (200). Two models serve: the test model with the manifest of an older
+version (28x28 input, no resize step, so a 1x1 image is too small) and a copy of it with a resize step
+(shorter side to 28), where 1x1 is classified and 1x100,000 would resize past the pixel cap.
 
 The server stays ready through it all, and its memory stays bounded: the resident set of the server process
 (``/proc/<pid>/status`` VmRSS) is read after start-up, after the first pass over the corpus and after the last
@@ -185,14 +185,17 @@ def check(response: httpx.Response, item: Hostile, model: str, how: str) -> None
 # ---------------------------------------------------------------- the server: a real `imgcls serve` process
 
 
-def with_resized_model(root: Path) -> None:
-    """``resized`` v1: the test model's v1 with a resize step (shorter side to 28) in its manifest."""
+def with_and_without_resize(root: Path) -> None:
+    """The test model as a manifest from before every dataset declared a resize (crop only), and ``resized``
+    v1: the same network with a resize step (shorter side to 28) in its manifest."""
     target = root / RESIZED / "1"
     shutil.copytree(root / MODEL / "1", target)
-    manifest = json.loads((target / "manifest.json").read_text())
-    manifest["name"] = RESIZED
-    manifest["preprocessing"]["resize"] = 28
-    (target / "manifest.json").write_text(json.dumps(manifest))
+    for name, resize in ((MODEL, None), (RESIZED, 28)):
+        path = root / name / "1" / "manifest.json"
+        manifest = json.loads(path.read_text())
+        manifest["name"] = name
+        manifest["preprocessing"]["resize"] = resize
+        path.write_text(json.dumps(manifest))
 
 
 @dataclass(frozen=True)
@@ -205,7 +208,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(trained_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = Path(shutil.copytree(trained_repository, tmp_path_factory.mktemp("hostile") / "models"))
-    with_resized_model(root)
+    with_and_without_resize(root)
     port = free_port()
     env = {**os.environ, "IMGCLS_MODEL_ROOT": str(root), "IMGCLS_INTRA_OP_THREADS": "1", "IMGCLS_WORKERS": "1"}
     command = [sys.executable, "-m", "service.cli", "serve", "--no-auth", "--port", str(port), "--workers", "1"]

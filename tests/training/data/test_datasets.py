@@ -23,12 +23,13 @@ def test_fashion_mnist_bundle() -> None:
     assert bundle.name == "fashion-mnist" and len(bundle.labels) == 10 and bundle.flip_ok
     assert bundle.train_images.shape == (60_000, 1, 28, 28) and bundle.test_labels.shape == (10_000,)
     p = bundle.preprocessing
-    assert (p.color_mode, p.input_size, p.mean, p.std, p.resize) == (
+    assert (p.color_mode, p.input_size, p.mean, p.std, p.resize, p.interpolation) == (
         "L",
         (28, 28),
         (0.2860,),
         (0.3530,),
-        None,
+        28,
+        "box",
     )
 
 
@@ -47,6 +48,7 @@ def test_digits_bundle() -> None:
     assert bundle.name == "digits" and bundle.labels[3] == "3" and not bundle.flip_ok
     assert len(bundle.train_images) == 1438 and len(bundle.test_images) == 359
     assert bundle.preprocessing.input_size == (8, 8) and bundle.preprocessing.color_mode == "L"
+    assert (bundle.preprocessing.resize, bundle.preprocessing.interpolation) == (8, "box")  # scaled, not cropped
     mean, std = bundle.preprocessing.mean[0], bundle.preprocessing.std[0]
     pixels = bundle.train_images.double() / 255
     assert mean == round(mean, 4) and mean == pytest.approx(pixels.mean().item(), abs=5e-5)
