@@ -15,6 +15,7 @@ from torch import nn
 
 from training.errors import InvalidHyperparameter, UnknownModel
 from training.models.cnn import CNN, CNN_WIDE_STAGES
+from training.models.imagenet_nets import IMAGENET_NETS, build_imagenet_net
 from training.models.lenet import LeNet5
 from training.models.resnet import RESNETS, build_resnet
 from training.models.resnet_small import ResNetSmall
@@ -31,6 +32,7 @@ MODELS: dict[str, ModelBuilder] = {
     "cnn_wide": partial(CNN, stages=CNN_WIDE_STAGES),
     "resnet_small": ResNetSmall,
     **{name: partial(build_resnet, name) for name in RESNETS},
+    **{name: partial(build_imagenet_net, name) for name in IMAGENET_NETS},
 }
 
 
@@ -41,6 +43,10 @@ HEADS: dict[str, str] = {
     "cnn_wide": "head",
     "resnet_small": "fc",
     **{name: "fc" for name in RESNETS},  # torchvision's name
+    "mobilenet_v3_small": "classifier.3",  # after Linear(576, 1024), Hardswish, Dropout: those stay
+    "mobilenet_v3_large": "classifier.3",
+    "efficientnet_b0": "classifier.1",  # after the Dropout
+    "convnext_tiny": "classifier.2",  # after LayerNorm2d and Flatten
 }
 
 
