@@ -50,6 +50,11 @@ class TrainConfig(Hyperparameters):
     )
     name: str | None = Field(default=None, description="name to publish under; default: the dataset's name")
     image_size: int | None = Field(default=None, ge=8, description="folder datasets only: network input side")
+    init_weights: str | None = Field(
+        default=None,
+        description="start from this state_dict file (e.g. torchvision's resnet18-f37072fd.pth) instead of random "
+        "weights; a head for another number of classes is left out",
+    )
 
     # ---- data
     train_subset: int | None = Field(default=None, ge=1, description="use only this many training images (smoke runs)")

@@ -48,6 +48,12 @@ class CheckpointError(TrainingError):
     pass
 
 
+class UnusableWeights(TrainingError):
+    """A weights file that cannot start a model: refused by ``torch.load(weights_only=True)``, not a
+    state_dict, other keys or shapes than the architecture's, or content that does not match the sha256
+    prefix in its name (``resnet18-f37072fd.pth``). The CLI exits 2: the input is wrong, not the run."""
+
+
 class ExportError(TrainingError):
     """The ONNX export failed its own checks (checker or onnxruntime-vs-torch parity)."""
 

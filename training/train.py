@@ -36,12 +36,14 @@ from training.distributed import Processes, barrier, pick_device, start_processe
 from training.engine import EpochResult, Evaluation, evaluate, train_one_epoch
 from training.errors import CheckpointError, InvalidHyperparameter, OutputExists
 from training.finish import finish_run
+from training.models import head_of
 from training.optim import (
     build_scheduler,
     resolve_optimizer_options,
     resolve_policy_options,
     takes_weight_decay,
 )
+from training.pretrained import initial_weights
 from training.reporting import RunLog
 from training.settings import TrainingSettings
 
@@ -174,7 +176,8 @@ def run(
     checkpoint, and ``run(..., output_dir=same, resume=True)`` continues exactly from it.
 
     ``data``: already loaded (fine-tuning decodes with the base model's preprocessing); default: load
-    ``config.dataset``. ``start``: begin from these weights (ignored on resume: the checkpoint has them).
+    ``config.dataset``. ``start``: begin from these weights (ignored on resume: the checkpoint has them);
+    without it, ``config.init_weights`` names a file to begin from (``training.pretrained.initial_weights``).
     ``on_epoch``: called with each epoch's metrics row once its checkpoint is saved (rank 0 only).
     ``keep_best``: finish with the weights of the epoch with the best validation accuracy (else the last
     epoch's; a validation set of a few dozen images picks an epoch by noise).
@@ -196,6 +199,17 @@ def run(
             report_skipped(data)
         split = split_dataset(data, config)
         config = resolve_config(config, train_images=len(split.train[1]), world_size=processes.world_size)
+        if start is None and config.init_weights is not None and not resume:
+            start = Pretrained(
+                initial_weights(
+                    Path(config.init_weights),
+                    architecture=config.model,
+                    in_channels=data.preprocessing.channels,
+                    num_classes=len(data.labels),
+                    echo=echo and processes.is_main,
+                ),
+                head=head_of(config.model),
+            )
         name = config.name or model_name_for(data.name)
         setup = set_up(config, data, split, device, processes, start=None if resume else start)
         folder = RunFolder(output_dir or default_run_dir(settings, config, name))

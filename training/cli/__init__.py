@@ -7,7 +7,7 @@ lists them where the training package and torch are installed, and shows trainin
 
 from service.cli.commands import CommandSet, LazyCommand
 from training.config import ConfigError
-from training.errors import InvalidHyperparameter, TrainingError, UnknownName
+from training.errors import InvalidHyperparameter, TrainingError, UnknownName, UnusableWeights
 
 TRAINING = CommandSet(
     commands={
@@ -36,6 +36,6 @@ TRAINING = CommandSet(
         ),
     },
     user_errors=(TrainingError,),
-    usage_errors=(UnknownName, InvalidHyperparameter, ConfigError),
+    usage_errors=(UnknownName, InvalidHyperparameter, ConfigError, UnusableWeights),
     needs=frozenset({"torch", "torchvision", "onnx", "onnxscript", "matplotlib", "tensorboard", "sklearn"}),
 )

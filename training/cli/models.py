@@ -10,6 +10,7 @@ import msgspec
 from service.repository import ModelRepository
 from service.repository.notify import promote as promote_version
 from service.settings import RepositorySettings
+from training.cli.import_torchvision import import_torchvision
 
 ROOT_OPTION = click.option(
     "--model-root", type=click.Path(path_type=Path), help="Model repository [env IMGCLS_MODEL_ROOT]."
@@ -22,7 +23,7 @@ def repository(model_root: Path | None) -> ModelRepository:
 
 @click.group()
 def models() -> None:
-    """List, show and promote published models."""
+    """List, show, promote and import models."""
 
 
 @models.command("list")
@@ -99,3 +100,6 @@ def promote(name: str, version: str, alias: str, model_root: Path | None) -> Non
     repo.verify(name, number)
     promote_version(repo, name, number, alias=alias, redis_url=RepositorySettings().redis_url)
     click.echo(f"{name}: {alias} -> v{number}")
+
+
+models.add_command(import_torchvision)
