@@ -83,7 +83,7 @@ def test_an_existing_output_folder_is_refused(
 @pytest.mark.parametrize(
     ("change", "error", "message"),
     [
-        ({"model": "resnet9"}, UnknownModel, r"resnet9 \(known: cnn, cnn_wide, lenet5"),
+        ({"model": "resnet9"}, UnknownModel, r"resnet9 \(known: cnn, cnn_wide, convnext_tiny, "),
         ({"optimizer": "adamax"}, UnknownOptimizer, r"adamax \(known: adadelta"),
         ({"optimizer": "ftrl", "lr_policy": "cosine"}, InvalidHyperparameter, "ftrl needs --lr-policy fixed"),
         ({"lr_policy": "poly", "lr_policy_options": {"power": -1}}, InvalidHyperparameter, "power"),

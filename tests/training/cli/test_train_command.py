@@ -106,7 +106,7 @@ def test_export_and_publish_a_run(trained: tuple[Path, subprocess.CompletedProce
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["train", "--model", "resnet9"], 2, "error: UnknownModel: resnet9 (known: cnn, cnn_wide, lenet5, resnet18"),
+        (["train", "--model", "resnet9"], 2, "error: UnknownModel: resnet9 (known: cnn, cnn_wide, convnext_tiny, "),
         (["train", "--optimizer", "nesterov", "--optimizer-option", "momentum=0"], 2, "Nesterov without momentum"),
         (["train", "--learning-rate", "-1"], 2, "learning_rate: Input should be greater than 0"),
         (["train", "--lr-policy", "poly", "--lr-policy-option", "power=-1"], 2, "power"),
