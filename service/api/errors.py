@@ -34,7 +34,14 @@ from service.inference.errors import (
     VersionNotLoaded,
 )
 from service.jobs.errors import InvalidJob, JobNotCancellable, JobNotFound, JobStoreUnavailable
-from service.repository import AliasNotFound, CorruptVersion, ModelNotFound, RepositoryError, VersionNotFound
+from service.repository import (
+    AliasNotFound,
+    CorruptVersion,
+    ModelNotFound,
+    RepositoryError,
+    RepositoryReadOnly,
+    VersionNotFound,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +89,7 @@ STATUS_TABLE: list[tuple[type[Exception], int, str]] = [
     (ModelNotLoaded, 404, "not_loaded"),
     (VersionInUse, 409, "conflict"),
     (CorruptVersion, 422, "corrupt_version"),
+    (RepositoryReadOnly, 409, "read_only"),
     (RepositoryError, 400, "bad_request"),
     (DatasetRejected, 422, "bad_dataset"),
     (UnsafeArchive, 400, "bad_dataset"),
