@@ -27,10 +27,16 @@ from service.settings import describe_invalid
 SERVICE = CommandSet(
     commands={
         "serve": LazyCommand(
-            "service.cli.serve", "serve", "Serve the repository's models over HTTP (/v1, /v2, /metrics)."
+            "service.cli.serve",
+            "serve",
+            "Serve the repository's models over HTTP (/v1, /v2, /metrics).",
+            runs_models=True,
         ),
         "classify": LazyCommand(
-            "service.cli.classify", "classify", "Classify image files and folders offline (no server)."
+            "service.cli.classify",
+            "classify",
+            "Classify image files and folders offline (no server).",
+            runs_models=True,
         ),
         "api-key": LazyCommand("service.cli.api_key", "api_key", "Create API keys for the service."),
         "jobs": LazyCommand(
@@ -42,6 +48,7 @@ SERVICE = CommandSet(
     needs=frozenset(),
 )
 TRAINING_INSTALL = "pip install 'imgcls[train]'"
+RUNTIME_INSTALL = "pip install 'imgcls[cpu]' (or 'imgcls[gpu]' for onnxruntime-gpu)"
 
 
 def training_commands() -> CommandSet | None:
@@ -80,7 +87,12 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in SERVICE.commands:
-            return load(SERVICE.commands[cmd_name])
+            command = SERVICE.commands[cmd_name]
+            if command.runs_models and importlib.util.find_spec("onnxruntime") is None:
+                raise UserError(
+                    f"imgcls {cmd_name} needs an inference runtime (onnxruntime is not installed): {RUNTIME_INSTALL}"
+                )
+            return load(command)
         training = training_commands()
         if training is None:
             raise UsageProblem(
