@@ -84,7 +84,7 @@ EarlyStoppingPatience = Annotated[
 
 class Hyperparameters(BaseModel):
     """The fields every training run takes. Not built on its own: a recipe (``FineTuneConfig``,
-    ``TrainConfig``) extends it and sets the six defaults that differ between recipes."""
+    ``TrainConfig``) extends it and sets the defaults that differ between recipes."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -161,14 +161,16 @@ class FineTuneConfig(Hyperparameters):
             "the dataset is held out first for the test)",
         ),
     ] = 0.1
-    # a job's null means "the default", so 0 is how a job turns early stopping off
-    early_stopping_patience: int = Field(
-        default=3,
-        ge=0,
-        le=1000,
-        description="stop after this many epochs without a better validation accuracy (the best epoch is "
-        "published either way); 0: run every epoch",
-    )
+    # A submitted null means "the default" (build_finetune_config), so 0 is how a job turns early stopping
+    # off. None stays valid for the records of jobs submitted before it was on by default: off, as then.
+    early_stopping_patience: Annotated[
+        EarlyStoppingPatience,
+        Field(
+            le=1000,
+            description="stop after this many epochs without a better validation accuracy (the best epoch is "
+            "published either way); 0: run every epoch",
+        ),
+    ] = 3
     freeze_backbone_epochs: int = Field(
         default=1,
         ge=0,
@@ -242,7 +244,7 @@ class Hyperparameter(msgspec.Struct, frozen=True, omit_defaults=True):
 
     name: str
     type: str  # integer, number, string, boolean or object
-    nullable: bool  # null means: resolved by the worker (weight_decay)
+    nullable: bool  # null means the default; for weight_decay: resolved by the worker
     default: Any
     description: str
     minimum: float | None = None

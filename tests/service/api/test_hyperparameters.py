@@ -41,7 +41,7 @@ def test_the_names_defaults_and_bounds_a_job_takes(server: str) -> None:
         "exclusive_maximum": 1,
     }
     patience = fields["early_stopping_patience"]
-    assert (patience["type"], patience["nullable"], patience["default"]) == ("integer", False, 3)
+    assert (patience["type"], patience["default"]) == ("integer", 3)
     assert (patience["minimum"], patience["maximum"]) == (0, 1000)
     assert (fields["freeze_backbone_epochs"]["default"], fields["backbone_lr_multiplier"]["default"]) == (1, 0.1)
     assert fields["lr_policy"]["default"] == "cosine" and "onecycle" in fields["lr_policy"]["choices"]

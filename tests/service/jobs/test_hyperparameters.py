@@ -46,6 +46,8 @@ def test_the_defaults_are_the_transfer_learning_recipe() -> None:
     # null is the default, as for every hyperparameter of a job; 0 turns early stopping off
     assert build_finetune_config({"early_stopping_patience": None}).early_stopping_patience == 3
     assert build_finetune_config({"early_stopping_patience": 0}).early_stopping_patience == 0
+    # a job recorded before early stopping was on by default (None: off) reads back as it was
+    assert FineTuneConfig(early_stopping_patience=None).early_stopping_patience is None
 
 
 def test_a_sweep_is_one_trial_per_combination_in_a_stable_order() -> None:
