@@ -139,7 +139,7 @@ class FineTuneConfig(Hyperparameters):
     """A job's hyperparameters; ``None`` ones are resolved at the start.
 
     The defaults are the transfer-learning recipe (docs/models.md): a pretrained backbone is frozen for the
-    first epoch while the new head settles, then trains at a tenth of the head's rate; AdamW under a cosine
+    first epoch while the new head settles, then trains at 0.3 times the head's rate; AdamW under a cosine
     decay, label smoothing 0.1, and the epoch with the best validation accuracy is the one published, with
     early stopping after 3 epochs without a better one. The upper bounds are what one job may ask of a
     worker.
@@ -178,7 +178,7 @@ class FineTuneConfig(Hyperparameters):
         "gradients reach the pretrained features)",
     )
     backbone_lr_multiplier: float = Field(
-        default=0.1, gt=0.0, le=10.0, description="backbone rate = learning_rate x this, once it is unfrozen"
+        default=0.3, gt=0.0, le=10.0, description="backbone rate = learning_rate x this, once it is unfrozen"
     )
 
     @model_validator(mode="after")

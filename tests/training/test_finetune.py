@@ -176,7 +176,7 @@ def test_fine_tuning_publishes_a_new_model_with_a_new_head_and_its_lineage(
     assert lineage.fine_tune is not None and lineage.fine_tune["weight_decay"] == 5e-4  # resolved and recorded
     assert lineage.fine_tune["optimizer_options"]["betas"] == [0.9, 0.999]
     assert lineage.config["model"] == "lenet5"
-    assert lineage.config["lr_multipliers"] == {"classifier.3": 1.0, "*": 0.1}  # head at the full rate
+    assert lineage.config["lr_multipliers"] == {"classifier.3": 1.0, "*": 0.3}  # head at the full rate
     assert (lineage.config["label_smoothing"], lineage.config["early_stopping_patience"]) == (0.1, 3)  # the recipe
     # The base's input, kept: Fashion-MNIST's mean/std and 28x28 grayscale, plus a resize for larger uploads.
     base = repository.manifest("base", 1)

@@ -43,7 +43,7 @@ def test_the_names_defaults_and_bounds_a_job_takes(server: str) -> None:
     patience = fields["early_stopping_patience"]
     assert (patience["type"], patience["default"]) == ("integer", 3)
     assert (patience["minimum"], patience["maximum"]) == (0, 1000)
-    assert (fields["freeze_backbone_epochs"]["default"], fields["backbone_lr_multiplier"]["default"]) == (1, 0.1)
+    assert (fields["freeze_backbone_epochs"]["default"], fields["backbone_lr_multiplier"]["default"]) == (1, 0.3)
     assert fields["lr_policy"]["default"] == "cosine" and "onecycle" in fields["lr_policy"]["choices"]
     assert URL in httpx.get(f"{server}/schema/openapi.json").json()["paths"]
 

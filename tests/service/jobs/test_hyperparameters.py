@@ -41,7 +41,7 @@ def test_unset_values_take_the_defaults() -> None:
 
 def test_the_defaults_are_the_transfer_learning_recipe() -> None:
     config = FineTuneConfig()
-    assert (config.freeze_backbone_epochs, config.backbone_lr_multiplier) == (1, 0.1)  # warm-up, then slower
+    assert (config.freeze_backbone_epochs, config.backbone_lr_multiplier) == (1, 0.3)  # warm-up, then slower
     assert (config.lr_policy, config.label_smoothing, config.early_stopping_patience) == ("cosine", 0.1, 3)
     # null is the default, as for every hyperparameter of a job; 0 turns early stopping off
     assert build_finetune_config({"early_stopping_patience": None}).early_stopping_patience == 3
