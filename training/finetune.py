@@ -4,7 +4,8 @@ A fine-tune is ``training.train.run`` with three differences: the dataset is dec
 input (its color mode, size and mean/std, so the new version is served exactly like the base), the model
 starts from the base's ``weights.pt`` (``Pretrained``) with a new head when the labels differ, and the
 backbone is frozen for the first epochs and then trained at ``backbone_lr_multiplier`` times the head's
-rate. Calibration, the test, the ONNX export with its parity check: all ``run``'s own.
+rate. Label smoothing, early stopping, the best validation epoch kept (its weights are published, not the
+last epoch's), calibration, the test, the ONNX export with its parity check: all ``run``'s own.
 
 A job runs in named steps, each under ``job_lock`` on its trial folder (``TrialFolder``: job.json, run/,
 published.json). The worker runs them as separate tasks; ``fine_tune`` runs them in a row
@@ -359,7 +360,6 @@ def train_trial(
                 echo=echo,
                 data=trial.data,
                 on_epoch=on_epoch,
-                keep_best=config.early_stopping_patience is not None,
                 start=Pretrained(weights, head=head, freeze_backbone_epochs=config.freeze_backbone_epochs),
             )
         except BaseException:

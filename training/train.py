@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from service.repository import Preprocessing, VersionRef
-from service.repository.run_folder import RunFolder
+from service.repository.run_folder import EarlyStop, RunFolder
 from service.version import code_version
 from training.assemble import build_model_and_optimizer, uses_channels_last
 from training.batches import EVAL_BATCH_SIZE, batches_per_epoch, eval_batches, training_batches
@@ -56,6 +56,8 @@ class RunResult:
     metrics: dict[str, float]  # empty unless completed
     published: VersionRef | None
     rank: int = 0  # under torchrun, which process this is; only rank 0 reports
+    best_epoch: int = 0  # the epoch whose weights were exported (completed runs)
+    early_stop: EarlyStop | None = None  # why a completed run ended before its last epoch
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,6 @@ def run(
     data: DatasetBundle | None = None,
     start: Pretrained | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
-    keep_best: bool = True,
 ) -> RunResult:
     """Train, and when the run completes, calibrate, test, export and (if ``config.publish``) publish.
 
@@ -176,8 +177,11 @@ def run(
     ``data``: already loaded (fine-tuning decodes with the base model's preprocessing); default: load
     ``config.dataset``. ``start``: begin from these weights (ignored on resume: the checkpoint has them).
     ``on_epoch``: called with each epoch's metrics row once its checkpoint is saved (rank 0 only).
-    ``keep_best``: finish with the weights of the epoch with the best validation accuracy (else the last
-    epoch's; a validation set of a few dozen images picks an epoch by noise).
+
+    A completed run finishes with the weights of its best epoch (``Progress.better``: the best validation
+    accuracy, ties going to the lower validation loss), not necessarily the last one's: those are
+    calibrated, tested, exported and published, and ``metrics["best_epoch"]`` says which epoch it was.
+    With ``config.early_stopping_patience`` the run ends once that many epochs bring no better one.
     """
     device = pick_device(config.device)
     processes = start_processes(device)
@@ -221,8 +225,18 @@ def run(
         if status == "interrupted" or not processes.is_main:
             barrier(processes)
             return RunResult(folder.path, status, so_far.epochs_done, {}, None, rank=processes.rank)
-        if keep_best and so_far.best_epoch != so_far.epochs_done and folder.best_checkpoint.exists():
-            load_weights_into(setup.model, load_checkpoint(folder.best_checkpoint), config.model)
+        early_stop = early_stop_of(so_far, config)
+        if echo and early_stop is not None:
+            print(f"# {early_stop.reason}", file=sys.stderr)
+        if so_far.best_epoch != so_far.epochs_done:
+            best = load_checkpoint(folder.best_checkpoint)  # saved when that epoch ended; survives a resume
+            load_weights_into(setup.model, best, config.model)
+            if echo:
+                print(
+                    f"# keeping epoch {best.epoch} (best validation accuracy {best.best_val_accuracy:.4f}), "
+                    f"not the last epoch {so_far.epochs_done}",
+                    file=sys.stderr,
+                )
         metrics, published = finish_run(
             setup.model,
             folder=folder,
@@ -232,12 +246,22 @@ def run(
             val=split.val,
             test=split.test,
             history=so_far.history,
+            best_epoch=so_far.best_epoch,
+            early_stop=early_stop,
             device=device,
             repository_root=settings.model_root,
             redis_url=settings.redis_url,
         )
         barrier(processes)
-        return RunResult(folder.path, "completed", so_far.epochs_done, metrics, published)
+        return RunResult(
+            folder.path,
+            "completed",
+            so_far.epochs_done,
+            metrics,
+            published,
+            best_epoch=so_far.best_epoch,
+            early_stop=early_stop,
+        )
     finally:
         stop_processes(processes)
 
@@ -273,6 +297,19 @@ class Progress:
     @property
     def epochs_done(self) -> int:
         return int(self.history[-1]["epoch"]) if self.history else 0
+
+    def better(self, val: Evaluation, row: dict[str, Any]) -> bool:
+        """Is this epoch (its validation, its metrics row) the best so far? A higher validation accuracy
+        wins; an equal one wins with a lower validation loss, as happens on a validation set of a few
+        dozen photos, where accuracy moves in steps. Without a validation set every epoch is the best."""
+        if val.labels.numel() == 0 or self.best_epoch == 0 or val.accuracy > self.best_val_accuracy:
+            return True
+        best_loss = self.history[self.best_epoch - 1]["val_loss"]
+        return bool(val.accuracy == self.best_val_accuracy and row["val_loss"] < best_loss)
+
+    def patience_ran_out(self, patience: int | None) -> bool:
+        """``patience`` epochs (0 or None: off) since the best one, none of them better."""
+        return patience is not None and patience > 0 and self.epochs_done - self.best_epoch >= patience
 
 
 def check_before_loading(config: TrainConfig, start: Pretrained | None, processes: Processes) -> None:
@@ -363,6 +400,8 @@ def train_epochs(
     log = RunLog(folder, echo=echo) if processes.is_main else None
     try:
         for epoch in range(so_far.epochs_done, config.epochs):
+            if so_far.patience_ran_out(config.early_stopping_patience):
+                return "completed", so_far  # resumed after the run had stopped early, before it finished
             torch.manual_seed(epoch_seed(config.seed, epoch))
             if start is not None:
                 set_backbone_trainable(model, start.head, epoch >= start.freeze_backbone_epochs)
@@ -392,16 +431,13 @@ def train_epochs(
                 return "interrupted", so_far
             val = validate(setup, loss_fn)
             row = epoch_row(epoch, setup, result, val)
-            improved = val.labels.numel() == 0 or val.accuracy > so_far.best_val_accuracy
+            improved = so_far.better(val, row)
             so_far = Progress(
                 [*so_far.history, row],
                 (val.accuracy if val.labels.numel() else 0.0) if improved else so_far.best_val_accuracy,
                 epoch + 1 if improved else so_far.best_epoch,
             )
-            patience_out = (
-                config.early_stopping_patience is not None
-                and epoch + 1 - so_far.best_epoch >= config.early_stopping_patience
-            )
+            patience_out = so_far.patience_ran_out(config.early_stopping_patience)
             stop_now = agree(processes, patience_out) or should_stop()
             if log is not None:
                 log.epoch(row, step_losses=result.step_losses, step_rates=result.step_rates)
@@ -420,6 +456,14 @@ def train_epochs(
             log.close()
         if start is not None:
             set_backbone_trainable(model, start.head, True)
+
+
+def early_stop_of(so_far: Progress, config: TrainConfig) -> EarlyStop | None:
+    """Why a completed run ended before ``config.epochs``, for the run's output and result.json."""
+    patience = config.early_stopping_patience
+    if so_far.epochs_done >= config.epochs or not patience:
+        return None
+    return EarlyStop(epoch=so_far.epochs_done, best_epoch=so_far.best_epoch, patience=patience)
 
 
 def validate(setup: Setup, loss_fn: nn.Module) -> Evaluation:

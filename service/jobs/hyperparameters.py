@@ -72,10 +72,19 @@ ValFraction = Annotated[
     Field(ge=0.0, lt=1.0, description="share of the training images held out for early stopping and calibration"),
 ]
 
+EarlyStoppingPatience = Annotated[
+    int | None,
+    Field(
+        ge=0,
+        description="stop after this many epochs without a better validation accuracy (the best epoch is kept "
+        "either way); 0 or unset: run every epoch",
+    ),
+]
+
 
 class Hyperparameters(BaseModel):
     """The fields every training run takes. Not built on its own: a recipe (``FineTuneConfig``,
-    ``TrainConfig``) extends it and sets the six defaults that differ between recipes."""
+    ``TrainConfig``) extends it and sets the defaults that differ between recipes."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -97,11 +106,10 @@ class Hyperparameters(BaseModel):
         description="random crop with padding and horizontal flips (where the classes allow)",
     )
     val_fraction: ValFraction
-    early_stopping_patience: int | None = Field(
-        default=None,
-        ge=1,
-        description="stop after this many epochs without a better validation accuracy; unset: run every epoch",
+    label_smoothing: float = Field(
+        default=0.1, ge=0.0, lt=1.0, description="share of the target spread over all classes"
     )
+    early_stopping_patience: EarlyStoppingPatience = None
     seed: int = Field(default=0, ge=0, description="seeds the splits, initialization, shuffling and augmentation")
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,12 +138,11 @@ def describe_problems(exc: ValidationError, *, known: Iterable[str], word: str) 
 class FineTuneConfig(Hyperparameters):
     """A job's hyperparameters; ``None`` ones are resolved at the start.
 
-    The defaults are a recipe for a few hundred small images on a CPU (docs/training.md): 8 epochs of
-    AdamW under a cosine decay, the new head alone in the first one, then everything, the backbone at 0.3
-    times the head's rate. On 600 Fashion-MNIST images of three classes the base never saw, that is about
-    5 seconds of training on two cores and 97 % accuracy (benchmarks/finetune.py). It publishes the last
-    epoch's weights, or with ``early_stopping_patience`` the best epoch's. The upper bounds are what one
-    job may ask of a worker.
+    The defaults are the transfer-learning recipe (docs/models.md): a pretrained backbone is frozen for the
+    first epoch while the new head settles, then trains at 0.3 times the head's rate; AdamW under a cosine
+    decay, label smoothing 0.1, and the epoch with the best validation accuracy is the one published, with
+    early stopping after 3 epochs without a better one. The upper bounds are what one job may ask of a
+    worker.
     """
 
     epochs: Annotated[Epochs, Field(le=1000)] = 8
@@ -154,6 +161,16 @@ class FineTuneConfig(Hyperparameters):
             "the dataset is held out first for the test)",
         ),
     ] = 0.1
+    # A submitted null means "the default" (build_finetune_config), so 0 is how a job turns early stopping
+    # off. None stays valid for the records of jobs submitted before it was on by default: off, as then.
+    early_stopping_patience: Annotated[
+        EarlyStoppingPatience,
+        Field(
+            le=1000,
+            description="stop after this many epochs without a better validation accuracy (the best epoch is "
+            "published either way); 0: run every epoch",
+        ),
+    ] = 3
     freeze_backbone_epochs: int = Field(
         default=1,
         ge=0,
@@ -227,7 +244,7 @@ class Hyperparameter(msgspec.Struct, frozen=True, omit_defaults=True):
 
     name: str
     type: str  # integer, number, string, boolean or object
-    nullable: bool  # null means: resolved by the worker (weight_decay) or unset (early_stopping_patience)
+    nullable: bool  # null means the default; for weight_decay: resolved by the worker
     default: Any
     description: str
     minimum: float | None = None

@@ -101,6 +101,8 @@ def test_a_job_is_accepted_listed_read_and_cancelled(server: str, dataset: str) 
         ({"auto_promote": True, "min_accuracy": 2}, 422, "between 0 and 1"),
         ({"suffix": "Has Spaces"}, 422, "suffix 'Has Spaces'"),
         ({"validation_split": 1.5}, 422, "val_fraction: Input should be less than 1"),
+        ({"hyperparameters": {"label_smoothing": 1}}, 422, "label_smoothing: Input should be less than 1"),
+        ({"hyperparameters": {"early_stopping_patience": -1}}, 422, "early_stopping_patience: Input should be"),
         ({"colour": "red"}, 400, "colour"),
         ({"metadata": {"a:b": "c"}}, 422, "keys of 1-64 characters without ':'"),
     ],

@@ -61,6 +61,8 @@ def test_train_prints_config_json_lines_and_publishes(trained: tuple[Path, subpr
     assert lines[0]["epoch"] == 1 and 0 < lines[0]["val_accuracy"] <= 1
     assert lines[-1]["status"] == "completed"
     assert lines[-1]["published"] == {"name": "fashion-mnist", "version": 1}
+    assert lines[-1]["best_epoch"] == lines[-1]["metrics"]["best_epoch"] == 1  # the epoch exported
+    assert "early_stop" not in lines[-1]
     assert "label_smoothing: 0.05" in result.stderr  # the file's value, in the printed resolved config
     assert "seed: 3" in (root / "run" / "config.yaml").read_text()
     assert "test accuracy" in result.stderr

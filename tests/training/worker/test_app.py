@@ -84,6 +84,10 @@ def test_a_zip_becomes_a_served_version(stack_factory: Callable[..., Stack], dat
     assert answer.json()["version"] == 1 and answer.json()["results"][0]["top"][0]["label"] in CLASSES.values()
 
 
+# jobs that must still be running when the test acts: no early stopping (on by default)
+EVERY_EPOCH = {"early_stopping_patience": 0}
+
+
 def epochs_done(job: dict[str, Any], trial: int = 0) -> int:
     return int(job["trials"][trial]["epochs_completed"])
 
@@ -98,7 +102,7 @@ def published(stack: Stack) -> list[str]:
 
 def test_cancel_stops_a_running_job_within_seconds(stack_factory: Callable[..., Stack], dataset_zip: bytes) -> None:
     stack = stack_factory()
-    job = stack.submit(stack.upload(dataset_zip), hyperparameters={"epochs": 500, "batch_size": 16})
+    job = stack.submit(stack.upload(dataset_zip), hyperparameters={"epochs": 500, "batch_size": 16, **EVERY_EPOCH})
     stack.wait(job["id"], lambda j: epochs_done(j) >= 1)
 
     asked = time.monotonic()
@@ -117,7 +121,7 @@ def test_a_worker_killed_mid_training_is_replaced_and_the_job_finishes_once(
     stack_factory: Callable[..., Stack], dataset_zip: bytes
 ) -> None:
     stack = stack_factory()
-    job = stack.submit(stack.upload(dataset_zip), hyperparameters={"epochs": 12, "batch_size": 16})
+    job = stack.submit(stack.upload(dataset_zip), hyperparameters={"epochs": 12, "batch_size": 16, **EVERY_EPOCH})
     before = stack.wait(job["id"], lambda j: epochs_done(j) >= 2)
     stack.kill_worker(stack.workers[0])
     stack.start_worker()
@@ -135,7 +139,7 @@ def test_a_worker_killed_mid_training_is_replaced_and_the_job_finishes_once(
 def test_redis_restarting_during_a_job_loses_nothing(stack_factory: Callable[..., Stack], dataset_zip: bytes) -> None:
     stack = stack_factory(persistent=True)
     dataset = stack.upload(dataset_zip)
-    job = stack.submit(dataset, hyperparameters={"epochs": 15, "batch_size": 16})
+    job = stack.submit(dataset, hyperparameters={"epochs": 15, "batch_size": 16, **EVERY_EPOCH})
     stack.wait(job["id"], lambda j: epochs_done(j) >= 1)
     statuses: list[int] = []
     stop = threading.Event()
