@@ -85,7 +85,9 @@ def finish_run(
         metrics[f"accuracy/{label}"] = round(accuracy, 5)
 
     title = f"{name} · {config.model} · test accuracy {metrics['test_accuracy']:.4f}"
-    plot_curves(history, folder.curves, title=title, run_dir=folder.path, augmented=config.augment)
+    plot_curves(
+        history, folder.curves, title=title, run_dir=folder.path, augmented=config.augment not in (None, "none")
+    )
     plot_confusion(matrix, data.labels, folder.confusion_matrix, title=f"{name} · test set")
 
     model_cpu = model.to("cpu").to(memory_format=torch.contiguous_format).float().eval()

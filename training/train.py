@@ -120,6 +120,14 @@ def resolve_config(config: TrainConfig, *, train_images: int, world_size: int) -
     )
 
 
+def resolve_augment(config: TrainConfig, data: DatasetBundle) -> TrainConfig:
+    """``augment`` unset: the dataset's default (``DatasetBundle.default_augment``: "photo" for folders of
+    photos, "none" for the others), written into the config so the saved config names what ran."""
+    if config.augment is not None:
+        return config
+    return config.model_copy(update={"augment": data.default_augment})
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """Each epoch's shuffling, augmentation and dropout depend only on (seed, epoch): resumable."""
     return seed * 1_000_003 + epoch
@@ -135,13 +143,15 @@ def epoch_batches(
     rank: int = 0,
     world_size: int = 1,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch of shuffled (and, when ``config.augment``, augmented) batches, as every tool trains on them."""
+    """One epoch of shuffled batches, augmented as ``config.augment`` says (unset: as the dataset's default),
+    as every tool trains on them."""
     return training_batches(
         *train,
         batch_size=config.batch_size,
         generator=torch.Generator().manual_seed(epoch_seed(config.seed, epoch)),
         preprocessing=data.preprocessing,
-        crop_padding=config.crop_padding if config.augment else None,
+        augment=config.augment if config.augment is not None else data.default_augment,
+        crop_padding=config.crop_padding,
         flip=data.flip_ok,
         device=device,
         channels_last=uses_channels_last(config),
@@ -199,7 +209,9 @@ def run(
         if echo and processes.is_main:
             report_skipped(data)
         split = split_dataset(data, config)
-        config = resolve_config(config, train_images=len(split.train[1]), world_size=processes.world_size)
+        config = resolve_config(
+            resolve_augment(config, data), train_images=len(split.train[1]), world_size=processes.world_size
+        )
         name = config.name or model_name_for(data.name)
         setup = set_up(config, data, split, device, processes, start=None if resume else start)
         folder = RunFolder(output_dir or default_run_dir(settings, config, name))

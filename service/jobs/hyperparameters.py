@@ -19,7 +19,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 import annotated_types
 import msgspec
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
 from service.jobs.errors import InvalidHyperparameters
@@ -38,6 +38,9 @@ OPTIMIZERS = (
     "lbfgs",
 )
 LR_POLICIES = ("fixed", "step", "multistep", "exp", "inv", "poly", "sigmoid", "cosine", "onecycle")
+# Training augmentation, by the names users give (training/data/transforms.py holds what each does). A bool
+# is read as before this list existed: true "crop-flip", false "none".
+AUGMENTATIONS = ("none", "crop-flip", "photo", "photo+randaugment", "photo+trivialaugment")
 SWEEPABLE = ("learning_rate", "optimizer", "lr_policy", "batch_size")  # a list of values: one trial per combination
 
 
@@ -66,6 +69,25 @@ LrPolicy = Annotated[
 WeightDecay = Annotated[
     float | None,
     Field(ge=0.0, description="L2 penalty, not on norm or bias parameters; default 5e-4 (0 for rprop, lbfgs, ftrl)"),
+]
+
+
+def _augmentation(value: Any) -> Any:
+    """A bool as configs, recipes and jobs wrote it before there were names; then the name checked."""
+    if isinstance(value, bool):
+        return "crop-flip" if value else "none"
+    if value is not None:
+        _one_of("augment", AUGMENTATIONS)(value)
+    return value
+
+
+Augment = Annotated[
+    str | None,
+    BeforeValidator(_augmentation),
+    Field(
+        description=f"one of {', '.join(AUGMENTATIONS)} (true: crop-flip); unset: photo for folder and uploaded "
+        "datasets of photos (input 64 px or more), none for the others"
+    ),
 ]
 ValFraction = Annotated[
     float,
@@ -101,10 +123,7 @@ class Hyperparameters(BaseModel):
         default_factory=dict,
         description='e.g. {"gamma": 0.1, "step_size": 1000}; every default filled in once resolved',
     )
-    augment: bool = Field(
-        default=False,
-        description="random crop with padding and horizontal flips (where the classes allow)",
-    )
+    augment: Augment = None
     val_fraction: ValFraction
     label_smoothing: float = Field(
         default=0.1, ge=0.0, lt=1.0, description="share of the target spread over all classes"
@@ -251,7 +270,7 @@ class Hyperparameter(msgspec.Struct, frozen=True, omit_defaults=True):
     exclusive_minimum: float | None = None
     maximum: float | None = None
     exclusive_maximum: float | None = None
-    choices: list[str] | None = None  # optimizer, lr_policy
+    choices: list[str] | None = None  # optimizer, lr_policy, augment
     sweepable: bool = False  # a list of values makes a sweep: one trial per combination
 
 
@@ -293,7 +312,9 @@ def _describe(name: str, field: FieldInfo) -> Hyperparameter:
         nullable=nullable,
         default=field.get_default(call_default_factory=True),
         description=field.description or "",
-        choices={"optimizer": list(OPTIMIZERS), "lr_policy": list(LR_POLICIES)}.get(name),
+        choices={"optimizer": list(OPTIMIZERS), "lr_policy": list(LR_POLICIES), "augment": list(AUGMENTATIONS)}.get(
+            name
+        ),
         sweepable=name in SWEEPABLE,
         **bounds,
     )

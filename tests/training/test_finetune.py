@@ -178,9 +178,10 @@ def test_fine_tuning_publishes_a_new_model_with_a_new_head_and_its_lineage(
     assert lineage.config["model"] == "lenet5"
     assert lineage.config["lr_multipliers"] == {"classifier.3": 1.0, "*": 0.3}  # head at the full rate
     assert (lineage.config["label_smoothing"], lineage.config["early_stopping_patience"]) == (0.1, 3)  # the recipe
-    # The base's input, kept: Fashion-MNIST's mean/std and 28x28 grayscale, plus a resize for larger uploads.
+    # The base's input, kept: Fashion-MNIST's mean/std and 28x28 grayscale, plus a resize for larger uploads
+    # and a background for photos with transparency.
     base = repository.manifest("base", 1)
-    assert manifest.preprocessing == msgspec.structs.replace(base.preprocessing, resize=28)
+    assert manifest.preprocessing == msgspec.structs.replace(base.preprocessing, resize=28, background=(255, 255, 255))
     # A new name: its first version is production; the base model is untouched.
     assert result.promoted and repository.aliases(result.published.name) == {"production": 1}
     assert repository.versions("base") == [1] and repository.aliases("base") == {"production": 1}

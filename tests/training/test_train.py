@@ -62,6 +62,7 @@ def test_a_run_trains_calibrates_exports_and_publishes(
     assert manifest.metrics["test_accuracy"] == result.metrics["test_accuracy"]
     assert manifest.temperature > 0
     assert manifest.lineage.config["optimizer_options"]["betas"] == [0.9, 0.999]  # resolved defaults recorded
+    assert manifest.lineage.config["augment"] == "none"  # Fashion-MNIST's default: the default recipe unchanged
     assert manifest.input.shape == (-1, 1, 28, 28)
 
 
@@ -174,6 +175,8 @@ def test_an_image_folder_trains_and_records_its_preprocessing(settings: Training
     assert manifest.preprocessing.color_mode == "RGB"
     assert len(manifest.preprocessing.mean) == 3
     assert (manifest.preprocessing.resize, manifest.preprocessing.input_size) == (28, (28, 28))
+    assert manifest.preprocessing.background == (255, 255, 255)  # photos with transparency: on white, as trained
+    assert manifest.lineage.config["augment"] == "none"  # 28 px: below the photo augmentation's default size
     assert manifest.lineage.dataset == f"folder:{tmp_path / 'shapes'}"
     skipped = json.loads((tmp_path / "run" / "result.json").read_text())["skipped_files"]
     assert [entry["path"] for entry in skipped] == ["vertical/broken.png"]
