@@ -4,7 +4,7 @@
 
 writes into OUT_DIR:
   base.txt   the base dependencies: what the API needs (no torch)
-  train.txt  the ``train`` extra (torch, torchvision, onnx, ...)
+  train.txt  the ``train`` extra (torch, torchvision, onnxscript, ...)
   torch.txt  torch and torchvision alone, as pinned in the ``train`` extra (the CPU images take them from
              PyTorch's CPU index first: the same versions without the CUDA libraries)
   cuda.txt   onnxruntime-gpu as pinned in the base dependencies, with its ``cuda`` and ``cudnn`` extras

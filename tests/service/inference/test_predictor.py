@@ -1,5 +1,8 @@
 """The data plane of a loaded version: onnxruntime, then the manifest's temperature."""
 
+from pathlib import Path
+
+import msgspec
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -7,13 +10,18 @@ import pytest
 from service.inference.errors import VariantNotFound
 from service.inference.predictor import Predictor, model_file
 from service.inference.providers import CPU
-from service.repository import ModelRepository
+from service.repository import Manifest, ModelRepository
 
 MODEL = "fashion-mnist"
 
 
 def images(count: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((count, 1, 28, 28)).astype(np.float32)
+
+
+def at_temperature(path: Path, manifest: Manifest, temperature: float) -> Predictor:
+    tempered = msgspec.structs.replace(manifest, temperature=temperature)
+    return Predictor.for_manifest(path, tempered, providers=[CPU], intra_op_threads=1)
 
 
 def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -28,7 +36,7 @@ def test_predict_is_the_softmax_of_the_logits_over_the_temperature(
 ) -> None:
     manifest = repository.manifest(MODEL, 1)
     path = model_file(repository.path(MODEL, 1), manifest, "fp32")
-    predictor = Predictor(path, temperature, providers=[CPU], intra_op_threads=1)
+    predictor = at_temperature(path, manifest, temperature)
     batch = images(5)
     logits = ort.InferenceSession(str(path), providers=[CPU]).run(None, {manifest.input.name: batch})[0]
     probabilities = predictor.predict(batch)
@@ -39,8 +47,8 @@ def test_predict_is_the_softmax_of_the_logits_over_the_temperature(
 def test_a_higher_temperature_flattens_the_probabilities_and_keeps_the_ranking(repository: ModelRepository) -> None:
     manifest = repository.manifest(MODEL, 1)
     path = model_file(repository.path(MODEL, 1), manifest, "fp32")
-    sharp = Predictor(path, 1.0, providers=[CPU], intra_op_threads=1).predict(images(8))
-    flat = Predictor(path, 4.0, providers=[CPU], intra_op_threads=1).predict(images(8))
+    sharp = at_temperature(path, manifest, 1.0).predict(images(8))
+    flat = at_temperature(path, manifest, 4.0).predict(images(8))
     assert (flat.max(axis=1) < sharp.max(axis=1)).all()
     np.testing.assert_array_equal(flat.argmax(axis=1), sharp.argmax(axis=1))
 
