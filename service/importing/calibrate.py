@@ -45,7 +45,7 @@ def fit_temperature(logits: np.ndarray, targets: np.ndarray, *, iterations: int 
             high = right
         else:
             low = left
-    return min(max(1 / ((low + high) / 2), T_MIN), T_MAX)
+    return float(min(max(1 / ((low + high) / 2), T_MIN), T_MAX))
 
 
 def expected_calibration_error(probabilities: np.ndarray, targets: np.ndarray, *, bins: int = ECE_BINS) -> float:
@@ -59,5 +59,6 @@ def expected_calibration_error(probabilities: np.ndarray, targets: np.ndarray, *
     for low, high in itertools.pairwise(edges):
         in_bin = (confidence > low) & (confidence <= high)
         if in_bin.any():
-            total += abs(confidence[in_bin].mean() - correct[in_bin].mean()) * int(in_bin.sum()) / len(targets)
+            gap = abs(float(confidence[in_bin].mean()) - float(correct[in_bin].mean()))
+            total += gap * int(in_bin.sum()) / len(targets)
     return total

@@ -3,6 +3,7 @@ model ending in a softmax (as Keras exports), one with a fixed batch of 1, and b
 node with onnx.helper. Exported with torch's TorchScript exporter (dynamo=False): a few times faster here."""
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,21 @@ from onnx import TensorProto, helper, numpy_helper
 
 LABELS = ("cat", "dog", "fish")
 SIZE = 32  # input side of the small models
+
+
+@dataclass(frozen=True)
+class OnnxFiles:
+    torchvision: Path  # mobilenet_v3_small, NCHW logits, dynamic batch, 64 px
+    nhwc_softmax: Path  # (N, 32, 32, 3) in, probabilities out
+    fixed_batch: Path  # NCHW logits, batch fixed at 1, 32 px
+
+
+def make_onnx_files(folder: Path) -> OnnxFiles:
+    return OnnxFiles(
+        torchvision=torchvision_model(folder / "mobilenet.onnx"),
+        nhwc_softmax=nhwc_softmax_model(folder / "keras_like.onnx"),
+        fixed_batch=fixed_batch_model(folder / "fixed.onnx"),
+    )
 
 
 def _export(model: object, example: object, path: Path, *, dynamic_batch: bool) -> Path:
@@ -102,7 +118,8 @@ def graph_model(
         helper.make_node("GlobalAveragePool", ["x"], ["pooled"]),
         helper.make_node("Flatten", ["pooled"], ["flat"]),
     ]
-    initializers = [_weights((3, classes), "w")]
+    channels = shape[1] if isinstance(shape[1], int) else 3
+    initializers = [_weights((channels, classes), "w")]
     features = "flat"
     if reshape_to is not None:
         initializers.append(numpy_helper.from_array(np.array([-1, reshape_to], dtype=np.int64), "target"))
@@ -135,3 +152,14 @@ def save_external_weights(path: Path, location: str) -> None:
     """Write the weights ``external_data_model`` refers to, at ``path.parent / location``."""
     data = np.random.default_rng(0).standard_normal((3, 3)).astype(np.float32).tobytes()
     (path.parent / location).write_bytes(data)
+
+
+def graph_model_bytes(*, opset: int) -> bytes:
+    """The node-by-node classifier, serialized, at ``opset``."""
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["x"], ["y"])],
+        "probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 1, 1])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8).SerializeToString()
