@@ -7,7 +7,6 @@ import pytest
 
 from service.repository import ModelRepository
 from service.settings import ServiceSettings
-from tests.service.importing.onnx_models import OnnxFiles, make_onnx_files
 
 
 @pytest.fixture
@@ -24,9 +23,3 @@ def repository(model_root: Path) -> ModelRepository:
 @pytest.fixture
 def service_settings(model_root: Path) -> ServiceSettings:
     return ServiceSettings(model_root=model_root, auth_enabled=False, intra_op_threads=1, watch_interval_s=0.2)
-
-
-@pytest.fixture(scope="session")
-def onnx_files(tmp_path_factory: pytest.TempPathFactory) -> OnnxFiles:
-    """ONNX classifiers as users bring them (tests/service/importing/onnx_models.py), made once per session."""
-    return make_onnx_files(tmp_path_factory.mktemp("onnx"))
