@@ -3,6 +3,7 @@
 code (service/imaging) with the manifest's preprocessing, so what is measured is what will be served.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,19 +45,24 @@ def labelled_images(folder: Path, labels: tuple[str, ...]) -> LabelledImages:
     return LabelledImages(folder, files, np.asarray(targets, dtype=np.int64))
 
 
-def model_outputs(
-    predictor: Predictor, images: LabelledImages, preprocessing: Preprocessing, limits: DecodeLimits
-) -> np.ndarray:
-    """(N, classes) float32: the model's own output (logits or probabilities) for every image, in order."""
+def preprocessed_batches(
+    images: LabelledImages, preprocessing: Preprocessing, limits: DecodeLimits, batch_size: int = BATCH_SIZE
+) -> Iterator[np.ndarray]:
+    """(n, C, H, W) float32 batches of the images, in order; an unreadable image names its file."""
     height, width = preprocessing.input_size
-    outputs = []
-    for start in range(0, len(images.files), BATCH_SIZE):
-        chunk = images.files[start : start + BATCH_SIZE]
+    for start in range(0, len(images.files), batch_size):
+        chunk = images.files[start : start + batch_size]
         batch = np.empty((len(chunk), preprocessing.channels, height, width), dtype=np.float32)
         for row, path in enumerate(chunk):
             try:
                 decode_into(path.read_bytes(), limits, preprocessing, batch[row])
             except (ImageError, OSError) as error:
                 raise ImportRejected(f"labelled folder {images.folder}", f"{path}: {error}") from error
-        outputs.append(predictor.outputs(batch))
-    return np.concatenate(outputs)
+        yield batch
+
+
+def model_outputs(
+    predictor: Predictor, images: LabelledImages, preprocessing: Preprocessing, limits: DecodeLimits
+) -> np.ndarray:
+    """(N, classes) float32: the model's own output (logits or probabilities) for every image, in order."""
+    return np.concatenate([predictor.outputs(batch) for batch in preprocessed_batches(images, preprocessing, limits)])
