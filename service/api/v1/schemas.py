@@ -38,6 +38,7 @@ class LineageInfo(msgspec.Struct):
     base_version: int | None = None
     job_id: str | None = None  # the fine-tuning job that published it
     dataset_sha256: str | None = None
+    imported: str | None = None  # imported versions: the file they came from ("model.onnx")
 
 
 class VersionInfo(msgspec.Struct):

@@ -148,6 +148,7 @@ def test_the_model_list_and_detail_show_an_imported_version(shared_server: str, 
     detail = httpx.get(f"{shared_server}/v1/models/listed").json()
     assert detail["labels"] == list(LABELS) and detail["versions"][0]["architecture"] == "onnx"
     assert detail["versions"][0]["metrics"] == {}
+    assert detail["versions"][0]["lineage"]["imported"] == "fixed.onnx"
     assert "listed" in [model["name"] for model in httpx.get(f"{shared_server}/v1/models").json()]
 
 
