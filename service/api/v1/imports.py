@@ -28,6 +28,7 @@ from service.api.v1.schemas import ImportedVersion
 from service.importing.errors import ModelFileTooLarge
 from service.importing.options import ImportOptions
 from service.importing.publish import import_onnx
+from service.repository.store import check_name
 
 MODEL_FIELD = "model"
 OPTIONS_FIELD = "options"
@@ -150,6 +151,7 @@ async def import_version(request: Request, name: FromPath[str]) -> ImportedVersi
     no weights.pt, so it cannot be fine-tuned.
     """
     state = await authorized(request, "admin")
+    check_name("model name", name)  # before a gigabyte is received for nothing
     folder = state.settings.data_root / "imports" / f".upload-{uuid.uuid4().hex}"
     folder.mkdir(parents=True)
     try:

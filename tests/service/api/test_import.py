@@ -152,6 +152,17 @@ def test_the_model_list_and_detail_show_an_imported_version(shared_server: str, 
     assert "listed" in [model["name"] for model in httpx.get(f"{shared_server}/v1/models").json()]
 
 
+def test_a_second_import_is_promoted_by_hand_and_hot_swapped(shared_server: str, onnx_files: OnnxFiles) -> None:
+    first = imported(shared_server, "swapped", onnx_files.fixed_batch)
+    second = send(shared_server, "swapped", onnx_files.nhwc_softmax.read_bytes(), {"labels": list(LABELS)})
+    assert second.status_code == 201 and second.json()["version"] == first["version"] + 1
+    assert second.json()["aliases"] == []  # published, not served: promotion is explicit
+    assert httpx.get(f"{shared_server}/v1/models/swapped").json()["serving_version"] == first["version"]
+    promoted = httpx.post(f"{shared_server}/v1/models/swapped/promote", json={"version": second.json()["version"]})
+    assert promoted.status_code == 200 and promoted.json()["serving_version"] == second.json()["version"]
+    assert np.allclose(v1_probabilities(shared_server, "swapped", PHOTOS[:1]).sum(), 1.0, atol=1e-4)
+
+
 def assert_refused(url: str, settings: ServiceSettings, answer: httpx.Response, status: int, detail: str) -> None:
     assert answer.status_code == status, answer.text
     assert answer.headers["content-type"].startswith("application/problem+json")
@@ -198,8 +209,8 @@ def test_bodies_that_are_not_an_import_are_refused(shared_server: str, shared_se
     assert_refused(shared_server, shared_settings, no_options, 400, "no multipart field 'options'")
     raw = httpx.post(url, content=b"x", headers={"content-type": "application/octet-stream"})
     assert_refused(shared_server, shared_settings, raw, 415, "multipart/form-data")
-    bad_name = send(shared_server, "Bad Name", b"x", {"labels": list(LABELS)})
-    assert bad_name.status_code in (400, 404)
+    bad_name = send(shared_server, "Bad_Name", b"x", {"labels": list(LABELS)})
+    assert bad_name.status_code == 400 and "invalid model name 'Bad_Name'" in bad_name.json()["detail"]
 
 
 def test_an_upload_over_the_cap_is_413_and_leaves_nothing(
