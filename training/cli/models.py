@@ -67,9 +67,14 @@ def list_models(model_root: Path | None, as_json: bool) -> None:
     for row in rows:
         click.echo(
             f"{row['name']:<20} {row['version']:>7} {','.join(row['aliases']) or '-':<20} "
-            f"{row['architecture']:<14} {row['test_accuracy'] or 0:>8.4f} {row['ece'] or 0:>7.4f} "
+            f"{row['architecture']:<14} {figure(row['test_accuracy'], 8)} {figure(row['ece'], 7)} "
             f"{','.join(row['variants']) or '-':<8}  {row['created_at']}"
         )
+
+
+def figure(value: float | None, width: int) -> str:
+    """A metric to four places, or "-" where the version has none (an imported version without --evaluate-on)."""
+    return f"{value:>{width}.4f}" if value is not None else f"{'-':>{width}}"
 
 
 @models.command("show")

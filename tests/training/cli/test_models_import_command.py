@@ -5,6 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from click.testing import CliRunner
+
+from service.cli import cli
+from service.importing.options import ImportOptions
+from service.importing.publish import import_onnx
 from service.repository import ModelRepository
 from tests.service.importing.onnx_models import LABELS, OnnxFiles, graph_model
 from tests.service.importing.test_publish import labelled_folder
@@ -55,3 +60,13 @@ def test_a_refused_import_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert not root.exists() or ModelRepository(root).models() == []
     bad_mean = imgcls("models", "import", model, "--name", "x", "--labels", labels_file(tmp_path), "--mean", "a,b")
     assert bad_mean.returncode == 2 and "comma-separated numbers" in bad_mean.stderr
+
+
+def test_models_list_shows_no_figure_for_a_version_without_metrics(tmp_path: Path, onnx_files: OnnxFiles) -> None:
+    root = tmp_path / "models"
+    repository = ModelRepository(root)
+    import_onnx(
+        repository, onnx_files.nhwc_softmax, name="k", labels=LABELS, options=ImportOptions(), source="k", command="t"
+    )
+    table = CliRunner().invoke(cli, ["models", "list", "--model-root", str(root)]).stdout.splitlines()
+    assert table[1].split()[:6] == ["k", "1", "production", "onnx", "-", "-"]
