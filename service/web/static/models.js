@@ -49,7 +49,8 @@ export class ModelsView {
       const models = await api("/v1/models");
       const details = await Promise.all(models.map((m) => api(`/v1/models/${encodeURIComponent(m.name)}`)));
       this.list.replaceChildren(...(details.length ? details.map((d) => this.model(d))
-        : [h("p", { class: "muted" }, "No model is published yet: imgcls train publishes one, imgcls models import brings one.")]));
+        : [h("p", { class: "muted" },
+          "No model is published yet: imgcls train publishes one, imgcls models import brings one.")]));
     } catch (error) {
       showError(this.error, error);
     } finally {
