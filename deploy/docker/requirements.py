@@ -3,12 +3,12 @@
     python requirements.py pyproject.toml OUT_DIR
 
 writes into OUT_DIR:
-  base.txt   the base dependencies: what the API needs (no torch, no inference runtime)
+  base.txt   the base dependencies: what the API needs (no torch, no inference runtime; onnx, for imports)
   cpu.txt    the ``cpu`` extra: onnxruntime's CPU build (the api and worker images)
   gpu.txt    the ``gpu`` extra: onnxruntime-gpu (the worker-gpu image; torch brings CUDA and cuDNN there)
   cuda.txt   onnxruntime-gpu as in the ``gpu`` extra, with its ``cuda`` and ``cudnn`` extras (NVIDIA's
              CUDA 13 and cuDNN 9 pip wheels, which ``onnxruntime.preload_dlls()`` loads: the api-gpu image)
-  train.txt  the ``train`` extra (torch, torchvision, onnx, ...)
+  train.txt  the ``train`` extra (torch, torchvision, onnxscript, ...)
   torch.txt  torch and torchvision alone, as pinned in the ``train`` extra (the CPU images take them from
              PyTorch's CPU index first: the same versions without the CUDA libraries)
 

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from service.cli.commands import CommandSet, LazyCommand
 from service.cli.errors import UsageProblem, UserError
+from service.importing.errors import ImportRejected
 from service.inference.errors import InferenceError
 from service.jobs.errors import InvalidJob, JobError
 from service.repository import RepositoryError
@@ -44,7 +45,7 @@ SERVICE = CommandSet(
         ),
     },
     user_errors=(RepositoryError, InferenceError, JobError),
-    usage_errors=(InvalidJob,),
+    usage_errors=(InvalidJob, ImportRejected),
     needs=frozenset(),
 )
 TRAINING_INSTALL = "pip install 'imgcls[train]'"

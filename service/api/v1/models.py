@@ -70,6 +70,7 @@ async def model_detail(request: Request, name: FromPath[str]) -> ModelDetail:
                         base_version=manifest.lineage.base_version,
                         job_id=manifest.lineage.job_id,
                         dataset_sha256=manifest.lineage.dataset_sha256,
+                        imported=manifest.lineage.imported.source if manifest.lineage.imported else None,
                     ),
                     code_version=manifest.code_version,
                 )
