@@ -1,10 +1,10 @@
 # imgcls container images: one Dockerfile, four targets (docs/containers.md).
 #
 #   api         the inference API (imgcls serve), without torch and without the training package: the base
-#               dependencies of pyproject.toml
+#               dependencies of pyproject.toml and its `cpu` extra (onnxruntime's CPU build)
 #   worker      the fine-tuning worker (imgcls worker) with torch's CPU build and the train extra;
 #               also runs imgcls train and Flower
-#   api-gpu     api plus NVIDIA's CUDA 13 and cuDNN 9 pip wheels (onnxruntime-gpu[cuda,cudnn])
+#   api-gpu     api with onnxruntime-gpu and NVIDIA's CUDA 13 and cuDNN 9 pip wheels (onnxruntime-gpu[cuda,cudnn])
 #   worker-gpu  worker with torch's CUDA 13 build (PyPI's torch wheel for Linux x86_64)
 #
 #   docker build --target api -t imgcls-api .
@@ -35,7 +35,7 @@ RUN apt-get update \
     && python3.11 -m venv /opt/imgcls \
     && python -m pip install --no-cache-dir pip==26.3
 
-# base.txt, train.txt, torch.txt, cuda.txt: see deploy/docker/requirements.py.
+# base.txt, cpu.txt, gpu.txt, cuda.txt, train.txt, torch.txt: see deploy/docker/requirements.py.
 FROM python AS requirements
 COPY pyproject.toml deploy/docker/requirements.py /tmp/
 RUN python /tmp/requirements.py /tmp/pyproject.toml /requirements
@@ -87,6 +87,8 @@ COPY --from=requirements /requirements/base.txt /tmp/requirements/
 RUN python -m pip install --no-cache-dir -r /tmp/requirements/base.txt
 
 FROM api-deps AS api
+COPY --from=requirements /requirements/cpu.txt /tmp/requirements/
+RUN python -m pip install --no-cache-dir -r /tmp/requirements/cpu.txt
 COPY --from=api-wheel /wheels/ /tmp/wheels/
 RUN python -m pip install --no-cache-dir --no-deps /tmp/wheels/*.whl \
     && python -m pip check \
@@ -126,9 +128,9 @@ COPY --from=requirements /requirements/torch.txt /tmp/requirements/
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 RUN python -m pip install --no-cache-dir ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} \
         -r /tmp/requirements/torch.txt
-COPY --from=requirements /requirements/base.txt /requirements/train.txt /tmp/requirements/
-RUN python -m pip install --no-cache-dir -r /tmp/requirements/base.txt -r /tmp/requirements/train.txt \
-        flower==2.2.0
+COPY --from=requirements /requirements/base.txt /requirements/cpu.txt /requirements/train.txt /tmp/requirements/
+RUN python -m pip install --no-cache-dir -r /tmp/requirements/base.txt -r /tmp/requirements/cpu.txt \
+        -r /tmp/requirements/train.txt flower==2.2.0
 COPY --from=wheel /wheels/ /tmp/wheels/
 RUN python -m pip install --no-cache-dir --no-deps /tmp/wheels/*.whl \
     && python -m pip check \
@@ -146,9 +148,9 @@ COPY --from=fashion-mnist /usr/share/datasets/fashion-mnist/ /usr/share/datasets
 COPY --from=requirements /requirements/torch.txt /tmp/requirements/
 # PyPI's torch wheel for Linux x86_64 is the CUDA 13 build; it brings NVIDIA's CUDA and cuDNN wheels
 RUN python -m pip install --no-cache-dir -r /tmp/requirements/torch.txt
-COPY --from=requirements /requirements/base.txt /requirements/train.txt /tmp/requirements/
-RUN python -m pip install --no-cache-dir -r /tmp/requirements/base.txt -r /tmp/requirements/train.txt \
-        flower==2.2.0
+COPY --from=requirements /requirements/base.txt /requirements/gpu.txt /requirements/train.txt /tmp/requirements/
+RUN python -m pip install --no-cache-dir -r /tmp/requirements/base.txt -r /tmp/requirements/gpu.txt \
+        -r /tmp/requirements/train.txt flower==2.2.0
 COPY --from=wheel /wheels/ /tmp/wheels/
 RUN python -m pip install --no-cache-dir --no-deps /tmp/wheels/*.whl \
     && python -m pip check \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything imgcls needs on a fresh machine; safe to run again (it skips what is done).
-#   - .venv with the project and its training and development extras (torch from this disk's wheels)
+#   - .venv with the project, its training and development extras (torch from this disk's wheels) and an
+#     inference runtime (the gpu extra on Linux x86_64, else cpu)
 #   - the Fashion-MNIST IDX files (Debian package dataset-fashion-mnist when running as root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,10 +20,14 @@ fi
 stamp=.venv/.imgcls-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "==> installing imgcls with its training and development extras (torch is large; a few minutes)"
+    # The inference runtime: onnxruntime-gpu where its wheels exist (it runs on the CPU too, and on a GPU
+    # with torch's CUDA libraries), onnxruntime's CPU build elsewhere. Never both: they share one module.
+    runtime=cpu
+    if [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ]; then runtime=gpu; fi
+    echo "==> installing imgcls with its training, development and $runtime extras (torch is large; a few minutes)"
     .venv/bin/python -m pip install --quiet --upgrade pip
     # pip, not uv/poetry: pip takes torch 2.14.1 from this machine's disk instead of downloading it.
-    .venv/bin/python -m pip install --quiet --editable '.[train,dev]'
+    .venv/bin/python -m pip install --quiet --editable ".[train,dev,$runtime]"
     echo "$want" > "$stamp"
 fi
 

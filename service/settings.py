@@ -90,6 +90,9 @@ class ServiceSettings(JobSettings):
     dataset_max_compression_ratio: float = Field(default=100.0, gt=1)  # unpacked / packed, per entry and overall
     dataset_min_images_per_class: int = Field(default=5, ge=2)  # readable images; training needs 2 (train + test)
 
+    # ---- model imports (POST /v1/models/{name}/versions)
+    import_max_upload_bytes: int = Field(default=1024**3, ge=1)  # the ONNX file as sent; counted while streaming
+
     # ---- security
     auth_enabled: bool = True  # off only for local use; every deploy configuration turns it on
     api_keys: tuple[ApiKey, ...] = ()  # JSON list of {"name", "sha256", "scopes"}

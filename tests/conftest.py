@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.redis_server import redis_server
+from tests.service.importing.onnx_models import OnnxFiles, make_onnx_files
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 MODEL = "fashion-mnist"
@@ -47,3 +48,9 @@ def trained_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.published is not None
     publish_run(result.run_dir, repository_root=root / "models", name=MODEL)
     return root / "models"
+
+
+@pytest.fixture(scope="session")
+def onnx_files(tmp_path_factory: pytest.TempPathFactory) -> OnnxFiles:
+    """ONNX classifiers as users bring them (tests/service/importing/onnx_models.py), made once per session."""
+    return make_onnx_files(tmp_path_factory.mktemp("onnx"))

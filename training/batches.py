@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import torch
 
 from service.repository import Preprocessing
-from training.data.transforms import normalize, train_augment
+from training.data.transforms import augment_batch, normalize
 
 EVAL_BATCH_SIZE = 1000  # images per forward pass when validating and testing (no gradients kept)
 
@@ -28,7 +28,8 @@ def training_batches(
     batch_size: int,
     generator: torch.Generator,
     preprocessing: Preprocessing,
-    crop_padding: int | None,  # None: no augmentation
+    augment: str,  # a name from service.jobs.hyperparameters.AUGMENTATIONS; "none": batches as stored
+    crop_padding: int,  # "crop-flip" only
     flip: bool,
     device: torch.device,
     channels_last: bool = False,
@@ -45,10 +46,10 @@ def training_batches(
     for index in range(rank, count, world_size):
         chosen = order[index * batch_size : (index + 1) * batch_size]
         batch = images[chosen]
-        if crop_padding is not None:
+        if augment != "none":
             # The order above was drawn first, so every rank agrees on it; each rank's crops and
             # flips then come from its own (equally seeded) stream.
-            batch = train_augment(batch, generator=generator, crop_padding=crop_padding, flip=flip)
+            batch = augment_batch(batch, augment=augment, generator=generator, crop_padding=crop_padding, flip=flip)
         yield _to_device(batch, labels[chosen], preprocessing, device, channels_last)
 
 

@@ -4,7 +4,8 @@ A fine-tune is ``training.train.run`` with three differences: the dataset is dec
 input (its color mode, size and mean/std, so the new version is served exactly like the base), the model
 starts from the base's ``weights.pt`` (``Pretrained``) with a new head when the labels differ, and the
 backbone is frozen for the first epochs and then trained at ``backbone_lr_multiplier`` times the head's
-rate. Calibration, the test, the ONNX export with its parity check: all ``run``'s own.
+rate. Label smoothing, early stopping, the best validation epoch kept (its weights are published, not the
+last epoch's), calibration, the test, the ONNX export with its parity check: all ``run``'s own.
 
 A job runs in named steps, each under ``job_lock`` on its trial folder (``TrialFolder``: job.json, run/,
 published.json). The worker runs them as separate tasks; ``fine_tune`` runs them in a row
@@ -45,13 +46,20 @@ from service.repository.run_folder import FinishedRun, TrialFolder
 from service.repository.store import NAME_PATTERN, PRODUCTION, WEIGHTS_FILE, check_name
 from training.config import TrainConfig
 from training.data import DatasetBundle, load_image_folder, train_val_split
-from training.data.datasets import FOLDER_MIN_IMAGES_PER_CLASS, FOLDER_PREFIX, FOLDER_TEST_FRACTION
+from training.data.datasets import (
+    FOLDER_MIN_IMAGES_PER_CLASS,
+    FOLDER_PREFIX,
+    FOLDER_TEST_FRACTION,
+    PHOTO_BACKGROUND,
+    augment_for_photos,
+)
 from training.errors import InvalidHyperparameter, TrainingError
 from training.models import create_model, head_of, load_weights
 from training.settings import TrainingSettings
-from training.train import Pretrained, model_name_for, resolve_config, run, split_dataset
+from training.train import Pretrained, model_name_for, resolve_augment, resolve_config, run, split_dataset
 
-RESOLVED = ("weight_decay", "optimizer_options", "lr_policy_options")  # filled in by training.train.resolve_config
+# filled in by training.train.resolve_augment and resolve_config
+RESOLVED = ("augment", "weight_decay", "optimizer_options", "lr_policy_options")
 DATASET_PREFIX = "dataset:"
 
 
@@ -90,13 +98,15 @@ def train_config_for(config: FineTuneConfig, *, architecture: str, dataset_dir: 
 def input_preprocessing(base: Preprocessing) -> Preprocessing:
     """The base's eval transform, kept for the new version so the service feeds both the same way.
 
-    One change for bases published before every dataset declared a resize (``resize`` unset: the base
-    takes images at its input size only): ``resize`` = the longer input side, so a dataset's larger images
-    are scaled down rather than cropped; images already at the input size pass unchanged.
+    Two changes for bases published before every dataset declared them. ``resize`` unset (the base takes
+    images at its input size only): ``resize`` = the longer input side, so a dataset's larger images are
+    scaled down rather than cropped; images already at the input size pass unchanged. ``background`` unset:
+    ``PHOTO_BACKGROUND``, so the dataset's photos with transparency are composited, in training and at
+    serving alike; opaque images decode exactly as for the base.
     """
-    if base.resize is not None:
-        return base
-    return msgspec.structs.replace(base, resize=max(base.input_size))
+    resize = max(base.input_size) if base.resize is None else base.resize
+    background = PHOTO_BACKGROUND if base.background is None else base.background
+    return msgspec.structs.replace(base, resize=resize, background=background)
 
 
 def load_folder_as(root: Path, preprocessing: Preprocessing, *, name: str, seed: int) -> DatasetBundle:
@@ -115,6 +125,7 @@ def load_folder_as(root: Path, preprocessing: Preprocessing, *, name: str, seed:
         test_labels=data.targets[test],
         preprocessing=preprocessing,
         flip_ok=True,
+        default_augment=augment_for_photos(preprocessing),
         skipped=data.skipped,
     )
 
@@ -310,7 +321,7 @@ def prepare(job: FineTuneJob, folder: TrialFolder, repository: ModelRepository) 
         job.config, architecture=base.architecture, dataset_dir=job.dataset_dir.resolve(), name=name
     )
     train_config = resolve_config(
-        train_config, train_images=len(split_dataset(data, train_config).train[1]), world_size=1
+        resolve_augment(train_config, data), train_images=len(split_dataset(data, train_config).train[1]), world_size=1
     )
     resolved = job.config.model_copy(update={key: getattr(train_config, key) for key in RESOLVED})
     if record is None:
@@ -359,7 +370,6 @@ def train_trial(
                 echo=echo,
                 data=trial.data,
                 on_epoch=on_epoch,
-                keep_best=config.early_stopping_patience is not None,
                 start=Pretrained(weights, head=head, freeze_backbone_epochs=config.freeze_backbone_epochs),
             )
         except BaseException:

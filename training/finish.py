@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from service.repository import VersionRef
-from service.repository.run_folder import ExportCheck, FinishedRun, RunFolder, SkippedFile
+from service.repository.run_folder import EarlyStop, ExportCheck, FinishedRun, RunFolder, SkippedFile
 from service.version import code_version
 from training.assemble import uses_channels_last
 from training.batches import EVAL_BATCH_SIZE, eval_batches
@@ -38,12 +38,15 @@ def finish_run(
     val: tuple[torch.Tensor, torch.Tensor],
     test: tuple[torch.Tensor, torch.Tensor],
     history: list[dict[str, Any]],
+    best_epoch: int,
+    early_stop: EarlyStop | None,
     device: torch.device,
     repository_root: Path,
     redis_url: str | None,
 ) -> tuple[dict[str, float], VersionRef | None]:
     """Returns the test metrics and, when ``config.publish``, the published version (servers listening on
-    ``redis_url`` are told)."""
+    ``redis_url`` are told). ``model`` holds the weights of epoch ``best_epoch`` of ``history`` (the one
+    kept); ``early_stop`` says why the run ended early, if it did."""
     plain_loss = nn.CrossEntropyLoss()
     amp = device.type == "cuda"
 
@@ -73,6 +76,7 @@ def finish_run(
         ),
         "test_images": float(len(test_labels)),
         "epochs": float(history[-1]["epoch"]) if history else 0.0,
+        "best_epoch": float(best_epoch),
     }
     if len(val_labels):
         metrics["val_accuracy"] = round(float((val_logits.argmax(dim=1) == val_labels).float().mean()), 5)
@@ -81,7 +85,9 @@ def finish_run(
         metrics[f"accuracy/{label}"] = round(accuracy, 5)
 
     title = f"{name} · {config.model} · test accuracy {metrics['test_accuracy']:.4f}"
-    plot_curves(history, folder.curves, title=title, run_dir=folder.path, augmented=config.augment)
+    plot_curves(
+        history, folder.curves, title=title, run_dir=folder.path, augmented=config.augment not in (None, "none")
+    )
     plot_confusion(matrix, data.labels, folder.confusion_matrix, title=f"{name} · test set")
 
     model_cpu = model.to("cpu").to(memory_format=torch.contiguous_format).float().eval()
@@ -117,6 +123,7 @@ def finish_run(
             export=ExportCheck(export.opset, export.max_abs_diff),
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             code_version=code_version(),
+            early_stop=early_stop,
         )
     )
     published = (

@@ -97,6 +97,11 @@ def quantize_version(
     repository = ModelRepository(repository_root)
     version = repository.resolve(name, reference)
     manifest = repository.verify(name, version)
+    if manifest.lineage.imported is not None:
+        raise UnusableData(
+            f"{name} v{version} was imported and has no dataset of its own: quantize it with --calibrate-on and "
+            "--evaluate-on (labelled folders)"
+        )
     fp32_path = repository.path(name, version) / ONNX_FILE
     images = version_images(manifest, fashion_mnist_dir=fashion_mnist_dir, calibration_images=calibration_images)
     test_labels = images.test[1]
@@ -205,6 +210,27 @@ def quantize_onnx(
     Per-channel weights, MinMax calibration. The defaults are this module's choice (see its docstring);
     the others exist to compare formats.
     """
+    reader = _CalibrationImages(calibration, manifest, progress=progress)
+    quantize_with(
+        source,
+        target,
+        reader,
+        activation_type=activation_type,
+        weight_type=weight_type,
+        reduce_range=reduce_range,
+    )
+
+
+def quantize_with(
+    source: Path,
+    target: Path,
+    reader: CalibrationDataReader,
+    *,
+    activation_type: QuantType = ACTIVATION_TYPE,
+    weight_type: QuantType = WEIGHT_TYPE,
+    reduce_range: bool = False,
+) -> None:
+    """``quantize_onnx`` with any calibration reader (imported versions feed their own layout and batch)."""
     with tempfile.TemporaryDirectory(prefix="imgcls-quantize-") as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         # ONNX's own shape inference is enough here (only the batch axis is symbolic); onnxruntime's
@@ -214,7 +240,7 @@ def quantize_onnx(
         quantize_static(
             prepared,
             target,
-            _CalibrationImages(calibration, manifest, progress=progress),
+            reader,
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             reduce_range=reduce_range,

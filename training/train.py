@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from service.repository import Preprocessing, VersionRef
-from service.repository.run_folder import RunFolder
+from service.repository.run_folder import EarlyStop, RunFolder
 from service.version import code_version
 from training.assemble import build_model_and_optimizer, uses_channels_last
 from training.batches import EVAL_BATCH_SIZE, batches_per_epoch, eval_batches, training_batches
@@ -58,6 +58,8 @@ class RunResult:
     metrics: dict[str, float]  # empty unless completed
     published: VersionRef | None
     rank: int = 0  # under torchrun, which process this is; only rank 0 reports
+    best_epoch: int = 0  # the epoch whose weights were exported (completed runs)
+    early_stop: EarlyStop | None = None  # why a completed run ended before its last epoch
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,14 @@ def resolve_config(config: TrainConfig, *, train_images: int, world_size: int) -
     )
 
 
+def resolve_augment(config: TrainConfig, data: DatasetBundle) -> TrainConfig:
+    """``augment`` unset: the dataset's default (``DatasetBundle.default_augment``: "photo" for folders of
+    photos, "none" for the others), written into the config so the saved config names what ran."""
+    if config.augment is not None:
+        return config
+    return config.model_copy(update={"augment": data.default_augment})
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """Each epoch's shuffling, augmentation and dropout depend only on (seed, epoch): resumable."""
     return seed * 1_000_003 + epoch
@@ -135,13 +145,15 @@ def epoch_batches(
     rank: int = 0,
     world_size: int = 1,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch of shuffled (and, when ``config.augment``, augmented) batches, as every tool trains on them."""
+    """One epoch of shuffled batches, augmented as ``config.augment`` says (unset: as the dataset's default),
+    as every tool trains on them."""
     return training_batches(
         *train,
         batch_size=config.batch_size,
         generator=torch.Generator().manual_seed(epoch_seed(config.seed, epoch)),
         preprocessing=data.preprocessing,
-        crop_padding=config.crop_padding if config.augment else None,
+        augment=config.augment if config.augment is not None else data.default_augment,
+        crop_padding=config.crop_padding,
         flip=data.flip_ok,
         device=device,
         channels_last=uses_channels_last(config),
@@ -167,7 +179,6 @@ def run(
     data: DatasetBundle | None = None,
     start: Pretrained | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
-    keep_best: bool = True,
 ) -> RunResult:
     """Train, and when the run completes, calibrate, test, export and (if ``config.publish``) publish.
 
@@ -179,8 +190,11 @@ def run(
     ``config.dataset``. ``start``: begin from these weights (ignored on resume: the checkpoint has them);
     without it, ``config.init_weights`` names a file to begin from (``training.pretrained.initial_weights``).
     ``on_epoch``: called with each epoch's metrics row once its checkpoint is saved (rank 0 only).
-    ``keep_best``: finish with the weights of the epoch with the best validation accuracy (else the last
-    epoch's; a validation set of a few dozen images picks an epoch by noise).
+
+    A completed run finishes with the weights of its best epoch (``Progress.better``: the best validation
+    accuracy, ties going to the lower validation loss), not necessarily the last one's: those are
+    calibrated, tested, exported and published, and ``metrics["best_epoch"]`` says which epoch it was.
+    With ``config.early_stopping_patience`` the run ends once that many epochs bring no better one.
     """
     device = pick_device(config.device)
     processes = start_processes(device)
@@ -198,7 +212,9 @@ def run(
         if echo and processes.is_main:
             report_skipped(data)
         split = split_dataset(data, config)
-        config = resolve_config(config, train_images=len(split.train[1]), world_size=processes.world_size)
+        config = resolve_config(
+            resolve_augment(config, data), train_images=len(split.train[1]), world_size=processes.world_size
+        )
         if start is None and config.init_weights is not None and not resume:
             start = Pretrained(
                 initial_weights(
@@ -235,8 +251,18 @@ def run(
         if status == "interrupted" or not processes.is_main:
             barrier(processes)
             return RunResult(folder.path, status, so_far.epochs_done, {}, None, rank=processes.rank)
-        if keep_best and so_far.best_epoch != so_far.epochs_done and folder.best_checkpoint.exists():
-            load_weights_into(setup.model, load_checkpoint(folder.best_checkpoint), config.model)
+        early_stop = early_stop_of(so_far, config)
+        if echo and early_stop is not None:
+            print(f"# {early_stop.reason}", file=sys.stderr)
+        if so_far.best_epoch != so_far.epochs_done:
+            best = load_checkpoint(folder.best_checkpoint)  # saved when that epoch ended; survives a resume
+            load_weights_into(setup.model, best, config.model)
+            if echo:
+                print(
+                    f"# keeping epoch {best.epoch} (best validation accuracy {best.best_val_accuracy:.4f}), "
+                    f"not the last epoch {so_far.epochs_done}",
+                    file=sys.stderr,
+                )
         metrics, published = finish_run(
             setup.model,
             folder=folder,
@@ -246,12 +272,22 @@ def run(
             val=split.val,
             test=split.test,
             history=so_far.history,
+            best_epoch=so_far.best_epoch,
+            early_stop=early_stop,
             device=device,
             repository_root=settings.model_root,
             redis_url=settings.redis_url,
         )
         barrier(processes)
-        return RunResult(folder.path, "completed", so_far.epochs_done, metrics, published)
+        return RunResult(
+            folder.path,
+            "completed",
+            so_far.epochs_done,
+            metrics,
+            published,
+            best_epoch=so_far.best_epoch,
+            early_stop=early_stop,
+        )
     finally:
         stop_processes(processes)
 
@@ -287,6 +323,19 @@ class Progress:
     @property
     def epochs_done(self) -> int:
         return int(self.history[-1]["epoch"]) if self.history else 0
+
+    def better(self, val: Evaluation, row: dict[str, Any]) -> bool:
+        """Is this epoch (its validation, its metrics row) the best so far? A higher validation accuracy
+        wins; an equal one wins with a lower validation loss, as happens on a validation set of a few
+        dozen photos, where accuracy moves in steps. Without a validation set every epoch is the best."""
+        if val.labels.numel() == 0 or self.best_epoch == 0 or val.accuracy > self.best_val_accuracy:
+            return True
+        best_loss = self.history[self.best_epoch - 1]["val_loss"]
+        return bool(val.accuracy == self.best_val_accuracy and row["val_loss"] < best_loss)
+
+    def patience_ran_out(self, patience: int | None) -> bool:
+        """``patience`` epochs (0 or None: off) since the best one, none of them better."""
+        return patience is not None and patience > 0 and self.epochs_done - self.best_epoch >= patience
 
 
 def check_before_loading(config: TrainConfig, start: Pretrained | None, processes: Processes) -> None:
@@ -377,6 +426,8 @@ def train_epochs(
     log = RunLog(folder, echo=echo) if processes.is_main else None
     try:
         for epoch in range(so_far.epochs_done, config.epochs):
+            if so_far.patience_ran_out(config.early_stopping_patience):
+                return "completed", so_far  # resumed after the run had stopped early, before it finished
             torch.manual_seed(epoch_seed(config.seed, epoch))
             if start is not None:
                 set_backbone_trainable(model, start.head, epoch >= start.freeze_backbone_epochs)
@@ -406,16 +457,13 @@ def train_epochs(
                 return "interrupted", so_far
             val = validate(setup, loss_fn)
             row = epoch_row(epoch, setup, result, val)
-            improved = val.labels.numel() == 0 or val.accuracy > so_far.best_val_accuracy
+            improved = so_far.better(val, row)
             so_far = Progress(
                 [*so_far.history, row],
                 (val.accuracy if val.labels.numel() else 0.0) if improved else so_far.best_val_accuracy,
                 epoch + 1 if improved else so_far.best_epoch,
             )
-            patience_out = (
-                config.early_stopping_patience is not None
-                and epoch + 1 - so_far.best_epoch >= config.early_stopping_patience
-            )
+            patience_out = so_far.patience_ran_out(config.early_stopping_patience)
             stop_now = agree(processes, patience_out) or should_stop()
             if log is not None:
                 log.epoch(row, step_losses=result.step_losses, step_rates=result.step_rates)
@@ -434,6 +482,14 @@ def train_epochs(
             log.close()
         if start is not None:
             set_backbone_trainable(model, start.head, True)
+
+
+def early_stop_of(so_far: Progress, config: TrainConfig) -> EarlyStop | None:
+    """Why a completed run ended before ``config.epochs``, for the run's output and result.json."""
+    patience = config.early_stopping_patience
+    if so_far.epochs_done >= config.epochs or not patience:
+        return None
+    return EarlyStop(epoch=so_far.epochs_done, best_epoch=so_far.best_epoch, patience=patience)
 
 
 def validate(setup: Setup, loss_fn: nn.Module) -> Evaluation:

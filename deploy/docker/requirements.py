@@ -3,12 +3,14 @@
     python requirements.py pyproject.toml OUT_DIR
 
 writes into OUT_DIR:
-  base.txt   the base dependencies: what the API needs (no torch)
-  train.txt  the ``train`` extra (torch, torchvision, onnx, ...)
+  base.txt   the base dependencies: what the API needs (no torch, no inference runtime; onnx, for imports)
+  cpu.txt    the ``cpu`` extra: onnxruntime's CPU build (the api and worker images)
+  gpu.txt    the ``gpu`` extra: onnxruntime-gpu (the worker-gpu image; torch brings CUDA and cuDNN there)
+  cuda.txt   onnxruntime-gpu as in the ``gpu`` extra, with its ``cuda`` and ``cudnn`` extras (NVIDIA's
+             CUDA 13 and cuDNN 9 pip wheels, which ``onnxruntime.preload_dlls()`` loads: the api-gpu image)
+  train.txt  the ``train`` extra (torch, torchvision, onnxscript, ...)
   torch.txt  torch and torchvision alone, as pinned in the ``train`` extra (the CPU images take them from
              PyTorch's CPU index first: the same versions without the CUDA libraries)
-  cuda.txt   onnxruntime-gpu as pinned in the base dependencies, with its ``cuda`` and ``cudnn`` extras
-             (NVIDIA's CUDA 13 and cuDNN 9 pip wheels, which ``onnxruntime.preload_dlls()`` loads)
 
 The Dockerfile copies only pyproject.toml and this file before installing dependencies, so those layers are
 rebuilt only when the dependencies change, not on every source change. Standard library only.
@@ -33,14 +35,22 @@ def name(requirement: str) -> str:
 
 def requirement_files(pyproject: dict[str, Any]) -> dict[str, list[str]]:
     project = pyproject["project"]
+    extras = project["optional-dependencies"]
     base: list[str] = list(project["dependencies"])
-    train: list[str] = list(project["optional-dependencies"]["train"])
+    train: list[str] = list(extras["train"])
     torch = [r for r in train if name(r) in TORCH]
-    ort = [r for r in base if name(r) == ORT_GPU]
-    if len(torch) != len(TORCH) or len(ort) != 1:
-        raise ValueError(f"pyproject.toml: expected {TORCH} in the train extra and {ORT_GPU} in the dependencies")
-    cuda = [re.sub(rf"^\s*{ORT_GPU}", f"{ORT_GPU}[cuda,cudnn]", ort[0])]
-    return {"base.txt": base, "train.txt": train, "torch.txt": torch, "cuda.txt": cuda}
+    gpu: list[str] = list(extras["gpu"])
+    if len(torch) != len(TORCH) or [name(r) for r in gpu] != [ORT_GPU]:
+        raise ValueError(f"pyproject.toml: expected {TORCH} in the train extra and {ORT_GPU} alone in the gpu extra")
+    cuda = [re.sub(rf"^\s*{ORT_GPU}", f"{ORT_GPU}[cuda,cudnn]", gpu[0])]
+    return {
+        "base.txt": base,
+        "cpu.txt": list(extras["cpu"]),
+        "gpu.txt": gpu,
+        "cuda.txt": cuda,
+        "train.txt": train,
+        "torch.txt": torch,
+    }
 
 
 def main(argv: list[str]) -> int:

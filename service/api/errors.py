@@ -22,6 +22,7 @@ from service.datasets import (
     UnsafeArchive,
 )
 from service.imaging import CorruptImage, EmptyImage, ImageError, ImageTooLarge, UnsupportedImageFormat
+from service.importing import ImportRejected, InvalidImportOptions, ModelFileTooLarge, UnsafeExternalData
 from service.inference.errors import (
     InvalidArgument,
     ModelNotLoaded,
@@ -34,7 +35,14 @@ from service.inference.errors import (
     VersionNotLoaded,
 )
 from service.jobs.errors import InvalidJob, JobNotCancellable, JobNotFound, JobStoreUnavailable
-from service.repository import AliasNotFound, CorruptVersion, ModelNotFound, RepositoryError, VersionNotFound
+from service.repository import (
+    AliasNotFound,
+    CorruptVersion,
+    ModelNotFound,
+    RepositoryError,
+    RepositoryReadOnly,
+    VersionNotFound,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +90,7 @@ STATUS_TABLE: list[tuple[type[Exception], int, str]] = [
     (ModelNotLoaded, 404, "not_loaded"),
     (VersionInUse, 409, "conflict"),
     (CorruptVersion, 422, "corrupt_version"),
+    (RepositoryReadOnly, 409, "read_only"),
     (RepositoryError, 400, "bad_request"),
     (DatasetRejected, 422, "bad_dataset"),
     (UnsafeArchive, 400, "bad_dataset"),
@@ -89,6 +98,10 @@ STATUS_TABLE: list[tuple[type[Exception], int, str]] = [
     (DatasetNotFound, 404, "not_found"),
     (DatasetInUse, 409, "conflict"),
     (DatasetError, 400, "bad_request"),
+    (ModelFileTooLarge, 413, "too_large"),
+    (UnsafeExternalData, 400, "bad_model"),
+    (InvalidImportOptions, 400, "bad_request"),
+    (ImportRejected, 422, "bad_model"),
     (InvalidJob, 422, "invalid_job"),
     (JobNotFound, 404, "not_found"),
     (JobNotCancellable, 409, "conflict"),
@@ -157,11 +170,12 @@ WHEN = {
     403: "the key lacks the scope this endpoint needs",
     404: "no such model, version, alias, variant, dataset or job; or a version not loaded on this server",
     409: "the request conflicts with the current state (the detail says how to resolve it)",
-    413: "over a size limit: body, images per request, image bytes or pixels, dataset entries or unpacked bytes",
+    413: "over a size limit: body, images per request, image bytes or pixels, dataset entries or unpacked bytes, "
+    "an imported model's file",
     415: "a Content-Type (or Content-Encoding) this endpoint does not accept, or bytes that are not an allowed image "
     "format",
     422: "well-formed but unusable: a corrupt or truncated image, a dataset that cannot train a classifier, an "
-    "invalid job, a version onnxruntime cannot load",
+    "invalid job, a version onnxruntime cannot load, an ONNX model that fails an import check",
     429: "over the key's rate limit (with Retry-After)",
     503: "overloaded, still loading, or (jobs) Redis does not answer; nothing was done, retry after Retry-After",
 }

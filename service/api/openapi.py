@@ -81,6 +81,30 @@ class DatasetUploadOperation(Operation):
         )
 
 
+@dataclass
+class ModelImportOperation(Operation):
+    """POST /v1/models/{name}/versions: the ONNX file in the field ``model``, the JSON options in ``options``."""
+
+    def __post_init__(self) -> None:
+        options = Schema(
+            type=OpenAPIType.STRING,
+            description=(
+                'JSON: {"labels": [...], "input_size": 224, "resize": 256, "mean": [...], "std": [...], '
+                '"color": "RGB", "layout": "NCHW", "output": "logits", "interpolation": "bilinear"}; only labels '
+                "is required"
+            ),
+        )
+        self.request_body = RequestBody(
+            required=True,
+            description="an ONNX classifier and its labels and options",
+            content={
+                "multipart/form-data": OpenAPIMediaType(
+                    schema=_object({"model": BINARY, "options": options}, ["model", "options"])
+                )
+            },
+        )
+
+
 _INPUT = _object(
     {
         "name": Schema(type=OpenAPIType.STRING),

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from service.cli.commands import CommandSet, LazyCommand
 from service.cli.errors import UsageProblem, UserError
+from service.importing.errors import ImportRejected
 from service.inference.errors import InferenceError
 from service.jobs.errors import InvalidJob, JobError
 from service.repository import RepositoryError
@@ -27,10 +28,16 @@ from service.settings import describe_invalid
 SERVICE = CommandSet(
     commands={
         "serve": LazyCommand(
-            "service.cli.serve", "serve", "Serve the repository's models over HTTP (/v1, /v2, /metrics)."
+            "service.cli.serve",
+            "serve",
+            "Serve the repository's models over HTTP (/v1, /v2, /metrics).",
+            runs_models=True,
         ),
         "classify": LazyCommand(
-            "service.cli.classify", "classify", "Classify image files and folders offline (no server)."
+            "service.cli.classify",
+            "classify",
+            "Classify image files and folders offline (no server).",
+            runs_models=True,
         ),
         "api-key": LazyCommand("service.cli.api_key", "api_key", "Create API keys for the service."),
         "jobs": LazyCommand(
@@ -38,10 +45,11 @@ SERVICE = CommandSet(
         ),
     },
     user_errors=(RepositoryError, InferenceError, JobError),
-    usage_errors=(InvalidJob,),
+    usage_errors=(InvalidJob, ImportRejected),
     needs=frozenset(),
 )
 TRAINING_INSTALL = "pip install 'imgcls[train]'"
+RUNTIME_INSTALL = "pip install 'imgcls[cpu]' (or 'imgcls[gpu]' for onnxruntime-gpu)"
 
 
 def training_commands() -> CommandSet | None:
@@ -80,7 +88,12 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in SERVICE.commands:
-            return load(SERVICE.commands[cmd_name])
+            command = SERVICE.commands[cmd_name]
+            if command.runs_models and importlib.util.find_spec("onnxruntime") is None:
+                raise UserError(
+                    f"imgcls {cmd_name} needs an inference runtime (onnxruntime is not installed): {RUNTIME_INSTALL}"
+                )
+            return load(command)
         training = training_commands()
         if training is None:
             raise UsageProblem(

@@ -10,6 +10,7 @@ class LazyCommand:
     module: str
     attribute: str
     summary: str  # one line for ``imgcls --help``
+    runs_models: bool = False  # needs onnxruntime, which comes with the `cpu` or `gpu` extra, not the base install
 
 
 @dataclass(frozen=True)

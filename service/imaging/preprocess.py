@@ -1,9 +1,9 @@
 """Training's eval transform in numpy: decoded PIL image -> float32 (C, H, W) network input.
 
 This reproduces ``training.data.transforms.eval_transform`` bit for bit (``tests/service/imaging/test_parity.py``
-holds the two side by side): the same PIL calls for conversion and resizing, the same crop arithmetic,
-and the same float32 operations in the same order for scaling, ``(x / 255 - mean) / std``; IEEE float32
-division and subtraction round identically in numpy and torch.
+holds the two side by side): the same colour conversion (color.py, one function), the same PIL resizing,
+the same crop arithmetic, and the same float32 operations in the same order for scaling,
+``(x / 255 - mean) / std``; IEEE float32 division and subtraction round identically in numpy and torch.
 """
 
 import functools
@@ -11,6 +11,7 @@ import functools
 import numpy as np
 from PIL import Image
 
+from service.imaging.color import to_color_mode
 from service.imaging.errors import ImageTooLarge, ImageTooSmall
 from service.repository.manifest import Preprocessing
 
@@ -42,9 +43,8 @@ def resized_size(width: int, height: int, shorter_side: int) -> tuple[int, int]:
 def preprocess(image: Image.Image, preprocessing: Preprocessing) -> np.ndarray:
     """float32 ``(C, H, W)``, C-contiguous, (H, W) = ``preprocessing.input_size``: ``Preprocessing``'s steps.
 
-    1. ``image.convert(color_mode)``: PIL's conversion, as in training, so alpha is dropped (not
-       composited), palettes are expanded, CMYK is converted naively and 16-bit values above 255 clip to
-       255;
+    1. ``to_color_mode`` (color.py, shared with training): transparency composited on ``background``
+       when it is set (else dropped), 16-bit grayscale scaled to 8 bits, then PIL's conversion;
     2. with ``resize`` set, shorter side to ``resize`` (``resized_size``) with PIL's ``interpolation``;
     3. center crop to ``input_size``: offsets ``round((size - crop) / 2.0)``, Python's half-to-even round;
     4. ``(x / 255 - mean) / std`` per channel, in float32.
@@ -62,8 +62,7 @@ def preprocess(image: Image.Image, preprocessing: Preprocessing) -> np.ndarray:
 def preprocess_into(image: Image.Image, preprocessing: Preprocessing, out: np.ndarray) -> None:
     """Writes ``preprocess(image, preprocessing)`` into ``out`` (float32 (C, H, W), C-contiguous): a row of a
     batch array, so a request's images go straight into the array the runtime takes."""
-    if image.mode != preprocessing.color_mode:
-        image = image.convert(preprocessing.color_mode)
+    image = to_color_mode(image, color_mode=preprocessing.color_mode, background=preprocessing.background)
     if preprocessing.resize is not None:
         size = resized_size(image.width, image.height, preprocessing.resize)
         if size[0] * size[1] > MAX_RESIZED_PIXELS:

@@ -43,8 +43,8 @@ def load_predictor(
     version = repository.resolve(name, reference)
     manifest = repository.verify(name, version)
     onnx_path = model_file(repository.path(name, version), manifest, variant)
-    predictor = Predictor(
-        onnx_path, manifest.temperature, providers=choose_providers("auto"), intra_op_threads=default_threads(1)
+    predictor = Predictor.for_manifest(
+        onnx_path, manifest, providers=choose_providers("auto"), intra_op_threads=default_threads(1)
     )
     return manifest, predictor
 

@@ -281,10 +281,9 @@ class ModelRegistry:
         """Create the session and warm it up (in a worker thread: this takes from milliseconds to seconds)."""
         options = self.options
         onnx_path = model_file(self.repository.path(manifest.name, manifest.version), manifest, variant)
-        predictor = Predictor(onnx_path, manifest.temperature, providers=self.providers, intra_op_threads=self.threads)
+        predictor = Predictor.for_manifest(onnx_path, manifest, providers=self.providers, intra_op_threads=self.threads)
         if options.warmup:
-            sizes = tuple(sorted({*WARMUP_BATCH_SIZES, options.max_batch_size}))
-            predictor.warm_up(tuple(manifest.input.shape[1:]), sizes)
+            predictor.warm_up(tuple(sorted({*WARMUP_BATCH_SIZES, options.max_batch_size})))
         batcher = Batcher(
             predictor.predict,
             name=f"{manifest.name}-v{manifest.version}-{variant}",

@@ -90,8 +90,15 @@ def submit(
     trials = check_request(request, max_trials=max_trials)
     version = repository.resolve(request.base_model, request.base_version)
     manifest = repository.manifest(request.base_model, version)
-    if manifest.weights_sha256 is None:
-        raise InvalidJob(f"{request.base_model} v{version} was published without weights.pt; it cannot be fine-tuned")
+    if not manifest.fine_tunable:
+        imported = manifest.lineage.imported
+        why = (
+            f"it was imported from {imported.source}, an ONNX file" if imported is not None else "it has no weights.pt"
+        )
+        raise InvalidJob(
+            f"{request.base_model} v{version} is not fine-tunable: {why} (fine-tuning needs the torch weights); "
+            "fine-tune a model trained here or imported with import-torchvision"
+        )
     dataset = datasets.get(request.dataset)
     if len(dataset.classes) < 2:
         raise InvalidJob(f"dataset {dataset.id} has {len(dataset.classes)} class; a classifier needs at least two")

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 import annotated_types
 import msgspec
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
 from service.jobs.errors import InvalidHyperparameters
@@ -38,6 +38,9 @@ OPTIMIZERS = (
     "lbfgs",
 )
 LR_POLICIES = ("fixed", "step", "multistep", "exp", "inv", "poly", "sigmoid", "cosine", "onecycle")
+# Training augmentation, by the names users give (training/data/transforms.py holds what each does). A bool
+# is read as before this list existed: true "crop-flip", false "none".
+AUGMENTATIONS = ("none", "crop-flip", "photo", "photo+randaugment", "photo+trivialaugment")
 SWEEPABLE = ("learning_rate", "optimizer", "lr_policy", "batch_size")  # a list of values: one trial per combination
 
 
@@ -67,15 +70,43 @@ WeightDecay = Annotated[
     float | None,
     Field(ge=0.0, description="L2 penalty, not on norm or bias parameters; default 5e-4 (0 for rprop, lbfgs, ftrl)"),
 ]
+
+
+def _augmentation(value: Any) -> Any:
+    """A bool as configs, recipes and jobs wrote it before there were names; then the name checked."""
+    if isinstance(value, bool):
+        return "crop-flip" if value else "none"
+    if value is not None:
+        _one_of("augment", AUGMENTATIONS)(value)
+    return value
+
+
+Augment = Annotated[
+    str | None,
+    BeforeValidator(_augmentation),
+    Field(
+        description=f"one of {', '.join(AUGMENTATIONS)} (true: crop-flip); unset: photo for folder and uploaded "
+        "datasets of photos (input 64 px or more), none for the others"
+    ),
+]
 ValFraction = Annotated[
     float,
     Field(ge=0.0, lt=1.0, description="share of the training images held out for early stopping and calibration"),
 ]
 
+EarlyStoppingPatience = Annotated[
+    int | None,
+    Field(
+        ge=0,
+        description="stop after this many epochs without a better validation accuracy (the best epoch is kept "
+        "either way); 0 or unset: run every epoch",
+    ),
+]
+
 
 class Hyperparameters(BaseModel):
     """The fields every training run takes. Not built on its own: a recipe (``FineTuneConfig``,
-    ``TrainConfig``) extends it and sets the six defaults that differ between recipes."""
+    ``TrainConfig``) extends it and sets the defaults that differ between recipes."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -92,16 +123,12 @@ class Hyperparameters(BaseModel):
         default_factory=dict,
         description='e.g. {"gamma": 0.1, "step_size": 1000}; every default filled in once resolved',
     )
-    augment: bool = Field(
-        default=False,
-        description="random crop with padding and horizontal flips (where the classes allow)",
-    )
+    augment: Augment = None
     val_fraction: ValFraction
-    early_stopping_patience: int | None = Field(
-        default=None,
-        ge=1,
-        description="stop after this many epochs without a better validation accuracy; unset: run every epoch",
+    label_smoothing: float = Field(
+        default=0.1, ge=0.0, lt=1.0, description="share of the target spread over all classes"
     )
+    early_stopping_patience: EarlyStoppingPatience = None
     seed: int = Field(default=0, ge=0, description="seeds the splits, initialization, shuffling and augmentation")
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,12 +157,11 @@ def describe_problems(exc: ValidationError, *, known: Iterable[str], word: str) 
 class FineTuneConfig(Hyperparameters):
     """A job's hyperparameters; ``None`` ones are resolved at the start.
 
-    The defaults are a recipe for a few hundred small images on a CPU (docs/training.md): 8 epochs of
-    AdamW under a cosine decay, the new head alone in the first one, then everything, the backbone at 0.3
-    times the head's rate. On 600 Fashion-MNIST images of three classes the base never saw, that is about
-    5 seconds of training on two cores and 97 % accuracy (benchmarks/finetune.py). It publishes the last
-    epoch's weights, or with ``early_stopping_patience`` the best epoch's. The upper bounds are what one
-    job may ask of a worker.
+    The defaults are the transfer-learning recipe (docs/models.md): a pretrained backbone is frozen for the
+    first epoch while the new head settles, then trains at 0.3 times the head's rate; AdamW under a cosine
+    decay, label smoothing 0.1, and the epoch with the best validation accuracy is the one published, with
+    early stopping after 3 epochs without a better one. The upper bounds are what one job may ask of a
+    worker.
     """
 
     epochs: Annotated[Epochs, Field(le=1000)] = 8
@@ -154,6 +180,16 @@ class FineTuneConfig(Hyperparameters):
             "the dataset is held out first for the test)",
         ),
     ] = 0.1
+    # A submitted null means "the default" (build_finetune_config), so 0 is how a job turns early stopping
+    # off. None stays valid for the records of jobs submitted before it was on by default: off, as then.
+    early_stopping_patience: Annotated[
+        EarlyStoppingPatience,
+        Field(
+            le=1000,
+            description="stop after this many epochs without a better validation accuracy (the best epoch is "
+            "published either way); 0: run every epoch",
+        ),
+    ] = 3
     freeze_backbone_epochs: int = Field(
         default=1,
         ge=0,
@@ -227,14 +263,14 @@ class Hyperparameter(msgspec.Struct, frozen=True, omit_defaults=True):
 
     name: str
     type: str  # integer, number, string, boolean or object
-    nullable: bool  # null means: resolved by the worker (weight_decay) or unset (early_stopping_patience)
+    nullable: bool  # null means the default; for weight_decay: resolved by the worker
     default: Any
     description: str
     minimum: float | None = None
     exclusive_minimum: float | None = None
     maximum: float | None = None
     exclusive_maximum: float | None = None
-    choices: list[str] | None = None  # optimizer, lr_policy
+    choices: list[str] | None = None  # optimizer, lr_policy, augment
     sweepable: bool = False  # a list of values makes a sweep: one trial per combination
 
 
@@ -276,7 +312,9 @@ def _describe(name: str, field: FieldInfo) -> Hyperparameter:
         nullable=nullable,
         default=field.get_default(call_default_factory=True),
         description=field.description or "",
-        choices={"optimizer": list(OPTIMIZERS), "lr_policy": list(LR_POLICIES)}.get(name),
+        choices={"optimizer": list(OPTIMIZERS), "lr_policy": list(LR_POLICIES), "augment": list(AUGMENTATIONS)}.get(
+            name
+        ),
         sweepable=name in SWEEPABLE,
         **bounds,
     )

@@ -5,6 +5,7 @@ from service.repository.errors import (
     CorruptVersion,
     ModelNotFound,
     RepositoryError,
+    RepositoryReadOnly,
     VersionNotFound,
 )
 from service.repository.manifest import (
@@ -29,6 +30,7 @@ __all__ = [
     "ModelRepository",
     "Preprocessing",
     "RepositoryError",
+    "RepositoryReadOnly",
     "TensorSpec",
     "Variant",
     "VersionNotFound",

@@ -1,5 +1,8 @@
 """Domain errors of the model repository. They carry no HTTP; the API maps them to status codes."""
 
+import errno
+from pathlib import Path
+
 
 class RepositoryError(Exception):
     """Base class: something about the repository or a request against it is wrong."""
@@ -33,3 +36,16 @@ class CorruptVersion(RepositoryError):
 class UnfinishedRun(RepositoryError):
     """A run folder without the files a completed run writes (``result.json``, ``model.onnx``): nothing to
     publish yet."""
+
+
+class RepositoryReadOnly(RepositoryError):
+    """A write the repository needs fails because the file system refuses it: a read-only mount (a volume
+    mounted ``:ro``), or folders this process may not write. Serving still works; publishing, variants and
+    alias changes do not."""
+
+    def __init__(self, root: Path, action: str, error: OSError) -> None:
+        state = "read-only" if error.errno == errno.EROFS else "not writable by this process"
+        super().__init__(
+            f"the model repository {root} is {state}: {action} needs write access ({error.strerror}: {error.filename})"
+        )
+        self.root = root

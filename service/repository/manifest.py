@@ -14,7 +14,8 @@ MANIFEST_SCHEMA_VERSION = 1
 class Preprocessing(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The eval transform, completely. The service applies exactly these steps, in this order:
 
-    1. convert to ``color_mode`` ("L" grayscale, "RGB" colour) with PIL;
+    1. convert to ``color_mode`` ("L" grayscale, "RGB" colour): ``service.imaging.color.to_color_mode``
+       (16-bit grayscale scaled to 8 bits, then PIL's conversion);
     2. if ``resize`` is set, resize so the shorter side is ``resize`` pixels (PIL, ``interpolation``);
     3. center-crop to ``input_size`` (height, width) when the image is larger;
     4. scale pixels to [0, 1] (divide by 255), then ``(x - mean) / std`` per channel;

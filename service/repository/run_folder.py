@@ -45,6 +45,22 @@ class ExportCheck(msgspec.Struct, frozen=True):
     max_abs_diff: float  # onnxruntime against torch on a sample batch
 
 
+class EarlyStop(msgspec.Struct, frozen=True):
+    """Why a run ended before its last epoch: ``patience`` epochs after ``best_epoch`` brought no better
+    validation accuracy, so it stopped after ``epoch``."""
+
+    epoch: int
+    best_epoch: int
+    patience: int
+
+    @property
+    def reason(self) -> str:
+        return (
+            f"stopped early after epoch {self.epoch}: no better validation accuracy in the {self.patience} "
+            f"epoch(s) after epoch {self.best_epoch} (early_stopping_patience {self.patience})"
+        )
+
+
 class FinishedRun(msgspec.Struct, frozen=True):
     """``result.json``: what a completed run made, and what its manifest will say."""
 
@@ -53,13 +69,16 @@ class FinishedRun(msgspec.Struct, frozen=True):
     labels: tuple[str, ...]
     preprocessing: Preprocessing
     temperature: float  # fitted on the validation split
-    metrics: dict[str, float]  # test_accuracy, test_loss, ece, ece_uncalibrated, epochs, accuracy/<label>, ...
+    # test_accuracy, test_loss, ece, ece_uncalibrated, epochs (trained), best_epoch (the one kept: its weights
+    # are model.onnx and weights.pt), accuracy/<label>, ...
+    metrics: dict[str, float]
     dataset: str
     skipped_files: tuple[SkippedFile, ...]
     config: dict[str, Any]  # the resolved TrainConfig
     export: ExportCheck
     created_at: str  # ISO 8601, UTC
     code_version: str
+    early_stop: EarlyStop | None = None  # None: every epoch ran (or a result.json older than early stopping)
 
     @property
     def epochs(self) -> int:

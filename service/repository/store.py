@@ -7,6 +7,7 @@ first, then the manifest that names it, each replaced atomically under the same 
 """
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -26,6 +27,7 @@ from service.repository.errors import (
     CorruptVersion,
     ModelNotFound,
     RepositoryError,
+    RepositoryReadOnly,
     VersionNotFound,
 )
 from service.repository.manifest import Manifest, Variant, decode_manifest, encode_manifest
@@ -37,6 +39,8 @@ WEIGHTS_FILE = "weights.pt"
 ALIASES_FILE = "aliases.json"
 PRODUCTION = "production"
 RESERVED_FILES = frozenset({MANIFEST_FILE, ONNX_FILE, WEIGHTS_FILE})
+# What a write inside the repository fails with on a read-only mount, or without the permission to write
+NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 class VersionRef(NamedTuple):
@@ -151,6 +155,18 @@ class ModelRepository:
     # ---------------------------------------------------------------- writing
 
     @contextlib.contextmanager
+    def _writing(self, action: str) -> Iterator[None]:
+        """Raise ``RepositoryReadOnly`` (what ``action`` needs, and why it cannot be done) when the file system
+        refuses a write inside the repository; other errors, and files outside it, pass unchanged."""
+        try:
+            yield
+        except OSError as error:
+            inside = isinstance(error.filename, str) and Path(error.filename).is_relative_to(self.root)
+            if error.errno in NOT_WRITABLE and inside:
+                raise RepositoryReadOnly(self.root, action, error) from error
+            raise
+
+    @contextlib.contextmanager
     def _locked(self, name: str) -> Iterator[Path]:
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
@@ -166,13 +182,13 @@ class ModelRepository:
         if alias == "latest":
             raise RepositoryError("'latest' is computed from the versions and cannot be set")
         self.path(name, version)  # the version must exist
-        with self._locked(name) as folder:
+        with self._writing(f"setting the alias {alias!r} of {name}"), self._locked(name) as folder:
             aliases = self.aliases(name)
             aliases[alias] = version
             self._write_aliases(folder, aliases)
 
     def remove_alias(self, name: str, alias: str) -> None:
-        with self._locked(name) as folder:
+        with self._writing(f"removing the alias {alias!r} of {name}"), self._locked(name) as folder:
             aliases = self.aliases(name)
             if alias not in aliases:
                 raise AliasNotFound(name, alias, sorted(aliases))
@@ -192,7 +208,8 @@ class ModelRepository:
         which the old manifest entry names the new file (``verify`` would report the sha256 mismatch);
         a crash in that moment leaves the version failing ``verify`` until ``add_variant`` is run again.
         Raises ``RepositoryError`` for a bad variant name or file name, ``VersionNotFound`` and friends
-        for a missing version, ``CorruptVersion`` for an unreadable manifest.
+        for a missing version, ``CorruptVersion`` for an unreadable manifest, ``RepositoryReadOnly`` when
+        the repository cannot be written.
         """
         check_name("variant name", variant_name)
         folder = self.path(name, version)
@@ -201,25 +218,26 @@ class ModelRepository:
                 f"invalid variant file {variant.file!r}: use a plain file name of 1-64 lowercase letters, digits, "
                 f"'.', '_' or '-', other than {', '.join(sorted(RESERVED_FILES))}"
             )
-        staging = folder / f".{variant.file}.{uuid.uuid4().hex}"
-        try:
-            shutil.copyfile(onnx_path, staging)
-            with staging.open("rb") as handle:
-                os.fsync(handle.fileno())
-            stamped = msgspec.structs.replace(variant, sha256=sha256_file(staging))
-            with self._locked(name):
-                manifest = self.manifest(name, version)
-                taken = {v.file: n for n, v in manifest.variants.items() if n != variant_name}
-                if variant.file in taken:
-                    raise RepositoryError(
-                        f"{name} v{version}: variant {taken[variant.file]!r} already uses the file {variant.file}"
-                    )
-                updated = msgspec.structs.replace(manifest, variants={**manifest.variants, variant_name: stamped})
-                os.replace(staging, folder / variant.file)
-                self._write_manifest(folder, updated)
-        except BaseException:
-            staging.unlink(missing_ok=True)
-            raise
+        with self._writing(f"adding the variant {variant_name!r} to {name} v{version}"):
+            staging = folder / f".{variant.file}.{uuid.uuid4().hex}"
+            try:
+                shutil.copyfile(onnx_path, staging)
+                with staging.open("rb") as handle:
+                    os.fsync(handle.fileno())
+                stamped = msgspec.structs.replace(variant, sha256=sha256_file(staging))
+                with self._locked(name):
+                    manifest = self.manifest(name, version)
+                    taken = {v.file: n for n, v in manifest.variants.items() if n != variant_name}
+                    if variant.file in taken:
+                        raise RepositoryError(
+                            f"{name} v{version}: variant {taken[variant.file]!r} already uses the file {variant.file}"
+                        )
+                    updated = msgspec.structs.replace(manifest, variants={**manifest.variants, variant_name: stamped})
+                    os.replace(staging, folder / variant.file)
+                    self._write_manifest(folder, updated)
+            except BaseException:
+                staging.unlink(missing_ok=True)
+                raise
         return updated
 
     @staticmethod
@@ -234,34 +252,36 @@ class ModelRepository:
         """Copy the files in, stamp hashes and the next version number, and rename into place atomically.
 
         The manifest's ``name`` picks the model; its ``version``, ``onnx_sha256`` and ``weights_sha256``
-        are overwritten with the real values.
+        are overwritten with the real values. Raises ``RepositoryReadOnly`` when the repository cannot be
+        written.
         """
         name = check_name("model name", manifest.name)
         folder = self.root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        staging = folder / f".staging-{uuid.uuid4().hex}"
-        staging.mkdir()
-        try:
-            shutil.copyfile(onnx_path, staging / ONNX_FILE)
-            weights_sha = None
-            if weights_path is not None:
-                shutil.copyfile(weights_path, staging / WEIGHTS_FILE)
-                weights_sha = sha256_file(staging / WEIGHTS_FILE)
-            onnx_sha = sha256_file(staging / ONNX_FILE)
-            with self._locked(name):
-                version = max(self.versions(name), default=0) + 1
-                stamped = msgspec.structs.replace(
-                    manifest, version=version, onnx_sha256=onnx_sha, weights_sha256=weights_sha
-                )
-                (staging / MANIFEST_FILE).write_bytes(encode_manifest(stamped))
-                for child in staging.iterdir():
-                    with child.open("rb") as handle:
-                        os.fsync(handle.fileno())
-                fsync_dir(staging)
-                target = folder / str(version)
-                os.rename(staging, target)
-                fsync_dir(folder)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        with self._writing(f"publishing a version of {name}"):
+            folder.mkdir(parents=True, exist_ok=True)
+            staging = folder / f".staging-{uuid.uuid4().hex}"
+            staging.mkdir()
+            try:
+                shutil.copyfile(onnx_path, staging / ONNX_FILE)
+                weights_sha = None
+                if weights_path is not None:
+                    shutil.copyfile(weights_path, staging / WEIGHTS_FILE)
+                    weights_sha = sha256_file(staging / WEIGHTS_FILE)
+                onnx_sha = sha256_file(staging / ONNX_FILE)
+                with self._locked(name):
+                    version = max(self.versions(name), default=0) + 1
+                    stamped = msgspec.structs.replace(
+                        manifest, version=version, onnx_sha256=onnx_sha, weights_sha256=weights_sha
+                    )
+                    (staging / MANIFEST_FILE).write_bytes(encode_manifest(stamped))
+                    for child in staging.iterdir():
+                        with child.open("rb") as handle:
+                            os.fsync(handle.fileno())
+                    fsync_dir(staging)
+                    target = folder / str(version)
+                    os.rename(staging, target)
+                    fsync_dir(folder)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
         return VersionRef(name, version, target)

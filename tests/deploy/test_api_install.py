@@ -1,7 +1,7 @@
 """The api image's dependency set, proven without Docker: a fresh virtual environment with only the base
-dependencies of pyproject.toml (what the Dockerfile's api targets install) serves a published model and
-classifies an image, and has no torch; the service's commands run without importing the training package,
-as in the api image, which does not ship it."""
+dependencies of pyproject.toml and its `cpu` extra (what the Dockerfile's api target installs) serves a
+published model and classifies an image, and has no torch and no onnxruntime-gpu; the service's commands
+run without importing the training package, as in the api image, which does not ship it."""
 
 import os
 import shutil
@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def api_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``pip install .`` (no extras) into a new venv: about a minute, most of it onnxruntime from pip's cache."""
+    """``pip install '.[cpu]'`` into a new venv: about a minute, most of it from pip's cache."""
     venv = tmp_path_factory.mktemp("api-install") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    install = [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", str(ROOT)]
+    install = [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", f"{ROOT}[cpu]"]
     subprocess.run(install, check=True, timeout=900, capture_output=True)
     return venv
 
@@ -52,6 +52,11 @@ def test_the_api_dependencies_alone_serve_a_published_model(api_venv: Path, serv
     python = str(api_venv / "bin" / "python")
     missing = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True)
     assert missing.returncode != 0 and "No module named 'torch'" in missing.stderr
+    runtimes = subprocess.run(
+        [python, "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"], capture_output=True, text=True
+    )
+    installed = {line.split("==")[0].lower() for line in runtimes.stdout.splitlines()}
+    assert "onnxruntime" in installed and "onnxruntime-gpu" not in installed, runtimes.stdout
 
     answer = httpx.post(
         f"{served}/v1/models/fashion-mnist/classify", content=png_bytes(), headers={"Content-Type": "image/png"}

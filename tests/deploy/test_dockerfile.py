@@ -164,7 +164,7 @@ def test_api_targets_never_install_torch_or_the_train_extra(stages: dict[str, St
             assert not TORCH_MENTIONS.search(args), f"{target} (stage {stage.name}): {keyword} {args}"
             if keyword == "COPY" and "--from=requirements" in args:
                 copied = args.split()[1:-1]
-                assert set(copied) <= {"/requirements/base.txt", "/requirements/cuda.txt"}, args
+                assert set(copied) <= {"/requirements/base.txt", "/requirements/cpu.txt", "/requirements/cuda.txt"}
     assert stages[target].args("EXPOSE") == ["8000"]
 
 
@@ -236,17 +236,31 @@ def test_requirement_lists_come_from_pyproject(tmp_path: Path) -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     lines = {
         name: (tmp_path / name).read_text(encoding="utf-8").splitlines()
-        for name in ("base.txt", "train.txt", "torch.txt", "cuda.txt")
+        for name in ("base.txt", "cpu.txt", "gpu.txt", "cuda.txt", "train.txt", "torch.txt")
     }
+    extras = project["optional-dependencies"]
     assert lines["base.txt"] == project["dependencies"]
-    assert lines["train.txt"] == project["optional-dependencies"]["train"]
-    assert not any(TORCH_MENTIONS.search(line) for line in lines["base.txt"] + lines["cuda.txt"])
+    assert not any(line.startswith("onnxruntime") for line in lines["base.txt"]), "the runtime is an extra"
+    assert lines["cpu.txt"] == extras["cpu"] == ["onnxruntime==1.31.*"]
+    assert lines["gpu.txt"] == extras["gpu"] == ["onnxruntime-gpu==1.31.*"]
+    assert lines["train.txt"] == extras["train"]
+    assert not any(TORCH_MENTIONS.search(line) for line in lines["base.txt"] + lines["cpu.txt"] + lines["cuda.txt"])
     assert lines["torch.txt"] == [
         r for r in project["optional-dependencies"]["train"] if re.match(r"torch(vision)?\b", r)
     ]
     assert [r.split(";")[0] for r in lines["torch.txt"]] == ["torch==2.14.1", "torchvision==0.29.1"]
-    ort = next(r for r in project["dependencies"] if r.startswith("onnxruntime-gpu"))
-    assert lines["cuda.txt"] == [ort.replace("onnxruntime-gpu", "onnxruntime-gpu[cuda,cudnn]", 1)]
+    assert lines["cuda.txt"] == ["onnxruntime-gpu[cuda,cudnn]==1.31.*"]
+
+
+@pytest.mark.parametrize(
+    ("target", "runtime"),
+    [("api", "cpu.txt"), ("api-gpu", "cuda.txt"), ("worker", "cpu.txt"), ("worker-gpu", "gpu.txt")],
+)
+def test_each_target_installs_one_inference_runtime(stages: dict[str, Stage], target: str, runtime: str) -> None:
+    """onnxruntime and onnxruntime-gpu install the same module: an image holds exactly one of them."""
+    runs = " ".join(args for stage in chain(stages, target) for args in stage.args("RUN"))
+    installed = {name for name in ("cpu.txt", "gpu.txt", "cuda.txt") if f"-r /tmp/requirements/{name}" in runs}
+    assert installed == {runtime}
 
 
 # ---- deploy/docker/check_wheel.py: the wheel the images install holds every file of the packages

@@ -61,3 +61,13 @@ def test_the_shared_hyperparameters_are_the_services_with_this_recipes_defaults(
     with pytest.raises(ConfigError, match="lr_policy: unknown lr_policy 'warm'"):
         build_config({"lr_policy": "warm"})
     assert build_config({"batch_size": 60_000}).batch_size == 60_000  # full batch: the job's cap is not here
+
+
+def test_augment_by_name_and_as_the_old_bool() -> None:
+    assert build_config({}).augment is None  # the dataset's default, resolved when the run starts
+    assert build_config({"augment": "photo+randaugment"}).augment == "photo+randaugment"
+    assert build_config({"augment": True}).augment == "crop-flip"  # recipes and configs written before names
+    assert build_config({"augment": False}).augment == "none"
+    assert FineTuneConfig(augment=True).augment == "crop-flip"
+    with pytest.raises(ConfigError, match=r"augment: unknown augment 'mixup' \(known: none, crop-flip, photo"):
+        build_config({"augment": "mixup"})

@@ -177,9 +177,11 @@ def test_fine_tuning_publishes_a_new_model_with_a_new_head_and_its_lineage(
     assert lineage.fine_tune["optimizer_options"]["betas"] == [0.9, 0.999]
     assert lineage.config["model"] == "lenet5"
     assert lineage.config["lr_multipliers"] == {"classifier.3": 1.0, "*": 0.3}  # head at the full rate
-    # The base's input, kept: Fashion-MNIST's mean/std and 28x28 grayscale, plus a resize for larger uploads.
+    assert (lineage.config["label_smoothing"], lineage.config["early_stopping_patience"]) == (0.1, 3)  # the recipe
+    # The base's input, kept: Fashion-MNIST's mean/std and 28x28 grayscale, plus a resize for larger uploads
+    # and a background for photos with transparency.
     base = repository.manifest("base", 1)
-    assert manifest.preprocessing == msgspec.structs.replace(base.preprocessing, resize=28)
+    assert manifest.preprocessing == msgspec.structs.replace(base.preprocessing, resize=28, background=(255, 255, 255))
     # A new name: its first version is production; the base model is untouched.
     assert result.promoted and repository.aliases(result.published.name) == {"production": 1}
     assert repository.versions("base") == [1] and repository.aliases("base") == {"production": 1}
@@ -194,6 +196,42 @@ def test_fine_tuning_publishes_a_new_model_with_a_new_head_and_its_lineage(
     predicted = session.run(None, {"input": batch})[0].argmax(axis=1)
     truth = np.array([manifest.labels.index(path.parent.name) for path in files])
     assert (predicted == truth).mean() > 0.6  # three classes: chance is 1/3
+
+
+def test_a_job_publishes_its_best_epoch_and_stops_early(
+    settings: TrainingSettings, seven_classes: Path, tmp_path: Path
+) -> None:
+    """The base's own classes: in epoch 1 the backbone is frozen and the head's rate is about 0 (a sigmoid
+    that rises in epoch 2), so epoch 1 validates as the base does; epoch 2 runs everything at Adam's 1.0,
+    which wrecks the network. Epoch 1 is published and patience 1 stops the run after epoch 2."""
+    config = build_finetune_config(
+        {
+            "epochs": 4,
+            "batch_size": 16,
+            "optimizer": "adam",
+            "learning_rate": 1.0,
+            "lr_policy": "sigmoid",
+            "lr_policy_options": {"gamma": 5.0, "step_size": 8},  # about 0 until step 6, 1 from step 9
+            "backbone_lr_multiplier": 1.0,
+            "val_fraction": 0.2,
+            "early_stopping_patience": 1,
+        }
+    )
+    result = tune(settings, seven_classes, tmp_path / "job", config=config)
+    assert (result.status, result.epochs_completed, result.metrics["best_epoch"]) == ("completed", 2, 1)
+    run_dir = tmp_path / "job" / "run"
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert history[0]["val_accuracy"] > history[1]["val_accuracy"]
+    finished = json.loads((run_dir / "result.json").read_text())
+    assert finished["early_stop"] == {"epoch": 2, "best_epoch": 1, "patience": 1}
+
+    assert result.published is not None
+    tuned, original = weights(result.published.path), weights(ModelRepository(settings.model_root).path("base", 1))
+    last = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+    backbone = [key for key in original if not key.startswith("classifier.3.")]
+    for key in backbone:  # epoch 1's weights: the backbone as the base has it
+        torch.testing.assert_close(tuned[key], original[key], rtol=0, atol=0, msg=key)
+    assert not torch.equal(last["features.0.weight"], original["features.0.weight"])  # epoch 2 changed it
 
 
 def test_a_backbone_frozen_for_every_epoch_keeps_the_base_weights(
@@ -369,14 +407,23 @@ def test_the_command_line_runs_a_job_and_refuses_bad_values(
         "--quiet",
     ]
     result = CliRunner().invoke(
-        cli, [*arguments, "--epochs", "1", "--batch-size", "16", "--lr-policy-option", "min_lr_ratio=0.1"]
+        cli,
+        [
+            *arguments,
+            *("--epochs", "1", "--batch-size", "16", "--lr-policy-option", "min_lr_ratio=0.1"),
+            *("--label-smoothing", "0.2", "--early-stopping-patience", "0"),
+        ],
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["published"] == {"name": "base-images", "version": 1}  # derived from the folder's name
     assert summary["hyperparameters"]["lr_policy_options"]["min_lr_ratio"] == 0.1
+    assert summary["metrics"]["best_epoch"] == 1 and "early_stop" not in summary
     manifest = ModelRepository(settings.model_root).manifest("base-images", 1)
+    assert (manifest.lineage.config["label_smoothing"], manifest.lineage.config["early_stopping_patience"]) == (0.2, 0)
     assert manifest.lineage.dataset == f"folder:{three_classes.resolve()}" and manifest.lineage.dataset_sha256 is None
 
     bad = CliRunner().invoke(cli, [*arguments, "--epochs", "0"])
     assert bad.exit_code == 2 and bad.stderr.startswith("error: InvalidHyperparameters: invalid fine-tuning")
+    bad = CliRunner().invoke(cli, [*arguments, "--label-smoothing", "1"])
+    assert bad.exit_code == 2 and "label_smoothing: Input should be less than 1" in bad.stderr

@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,26 @@ from service.repository import ModelRepository
 from training.config import TrainConfig
 from training.errors import CheckpointError, InvalidHyperparameter, OutputExists, UnknownModel, UnknownOptimizer
 from training.settings import TrainingSettings
-from training.train import run
+from training.train import Progress, run
+
+# digits with the BatchNorm cnn, 16 steps per epoch. The rate is held near 0.01 x 1.0 for epoch 1 (a warmup
+# from 0.01 to the sigmoid's 0.0067 at step 16), then the sigmoid jumps to the full 1.0 in epoch 2, which
+# wrecks the network (validation accuracy about 0.89, then about 0.1): a later epoch that validates worse.
+WORSE_AFTER_EPOCH_1 = TrainConfig(
+    model="cnn",
+    dataset="digits",
+    epochs=2,
+    batch_size=32,
+    train_subset=512,
+    test_subset=200,
+    val_fraction=0.1,
+    optimizer="adam",
+    learning_rate=1.0,
+    lr_policy="sigmoid",
+    lr_policy_options={"gamma": 5.0, "step_size": 17, "warmup_start_ratio": 0.01},
+    warmup_iters=16,
+    threads=2,
+)
 
 
 def test_a_run_trains_calibrates_exports_and_publishes(
@@ -42,6 +62,7 @@ def test_a_run_trains_calibrates_exports_and_publishes(
     assert manifest.metrics["test_accuracy"] == result.metrics["test_accuracy"]
     assert manifest.temperature > 0
     assert manifest.lineage.config["optimizer_options"]["betas"] == [0.9, 0.999]  # resolved defaults recorded
+    assert manifest.lineage.config["augment"] == "none"  # Fashion-MNIST's default: the default recipe unchanged
     assert manifest.input.shape == (-1, 1, 28, 28)
 
 
@@ -154,6 +175,8 @@ def test_an_image_folder_trains_and_records_its_preprocessing(settings: Training
     assert manifest.preprocessing.color_mode == "RGB"
     assert len(manifest.preprocessing.mean) == 3
     assert (manifest.preprocessing.resize, manifest.preprocessing.input_size) == (28, (28, 28))
+    assert manifest.preprocessing.background == (255, 255, 255)  # photos with transparency: on white, as trained
+    assert manifest.lineage.config["augment"] == "none"  # 28 px: below the photo augmentation's default size
     assert manifest.lineage.dataset == f"folder:{tmp_path / 'shapes'}"
     skipped = json.loads((tmp_path / "run" / "result.json").read_text())["skipped_files"]
     assert [entry["path"] for entry in skipped] == ["vertical/broken.png"]
@@ -179,3 +202,75 @@ def test_lbfgs_trains_through_the_same_engine(
     history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in history] == [2, 4]
     assert history[1]["train_loss"] < history[0]["train_loss"]
+
+
+def history_of(run_dir: Path) -> list[dict[str, float]]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_exported_epoch_1(run_dir: Path) -> None:
+    """weights.pt, model.onnx and the metrics are epoch 1's (checkpoints/best.pt), not the last epoch's."""
+    history = history_of(run_dir)
+    assert history[0]["val_accuracy"] > 0.7 > history[1]["val_accuracy"]  # the premise: epoch 2 is worse
+    best = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
+    last = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert (best["epoch"], best["best_epoch"], last["epoch"]) == (1, 1, 2)
+    exported = torch.load(run_dir / "weights.pt", weights_only=True)
+    for key, value in exported.items():
+        torch.testing.assert_close(value, best["model"][key], rtol=0, atol=0, msg=key)
+    assert not torch.equal(exported["head.weight"], last["model"]["head.weight"])
+    result = json.loads((run_dir / "result.json").read_text())
+    assert (result["metrics"]["best_epoch"], result["metrics"]["epochs"]) == (1, 2)
+    assert result["metrics"]["val_accuracy"] == history[0]["val_accuracy"]  # measured again on the kept weights
+    assert result["metrics"]["test_accuracy"] > 0.7
+
+
+def test_the_best_epoch_is_published_not_the_last_and_a_resume_keeps_it(
+    settings: TrainingSettings, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    stopped = run(
+        WORSE_AFTER_EPOCH_1,
+        settings=settings,
+        output_dir=run_dir,
+        should_stop=(run_dir / "checkpoints" / "last.pt").exists,
+        progress=False,
+        echo=False,
+    )
+    assert (stopped.status, stopped.epochs_completed) == ("interrupted", 1)
+    result = run(WORSE_AFTER_EPOCH_1, settings=settings, output_dir=run_dir, resume=True, progress=False, echo=False)
+    assert (result.status, result.epochs_completed, result.best_epoch, result.early_stop) == ("completed", 2, 1, None)
+    assert_exported_epoch_1(run_dir)
+    assert result.published is not None
+    manifest = ModelRepository(settings.model_root).verify("digits", result.published.version)
+    assert (manifest.metrics["best_epoch"], manifest.metrics["epochs"]) == (1, 2)
+    assert manifest.metrics["test_accuracy"] == result.metrics["test_accuracy"]
+
+
+def test_early_stopping_ends_the_run_and_says_when_and_why(
+    settings: TrainingSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = WORSE_AFTER_EPOCH_1.model_copy(update={"epochs": 4, "early_stopping_patience": 1, "publish": False})
+    result = run(config, settings=settings, output_dir=tmp_path / "run", progress=False, echo=True)
+    assert (result.status, result.epochs_completed, result.best_epoch) == ("completed", 2, 1)
+    assert [row["epoch"] for row in history_of(tmp_path / "run")] == [1, 2]  # every epoch it ran
+    stop = {"epoch": 2, "best_epoch": 1, "patience": 1}
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["early_stop"] == stop
+    assert_exported_epoch_1(tmp_path / "run")
+    err = capsys.readouterr().err
+    assert "# stopped early after epoch 2: no better validation accuracy in the 1 epoch(s) after epoch 1" in err
+    assert re.search(r"# keeping epoch 1 \(best validation accuracy 0\.\d{4}\), not the last epoch 2", err)
+
+    # The process died after the decision, before the run finished: a resume finishes without training on.
+    (tmp_path / "run" / "result.json").unlink()
+    again = run(config, settings=settings, output_dir=tmp_path / "run", resume=True, progress=False, echo=False)
+    assert (again.epochs_completed, again.early_stop, again.best_epoch) == (2, result.early_stop, 1)
+    assert len(history_of(tmp_path / "run")) == 2
+
+
+def test_patience_counts_epochs_since_the_best_and_zero_is_off() -> None:
+    rows = [{"epoch": n, "val_loss": 1.0} for n in (1, 2, 3)]
+    assert Progress(rows, 0.9, best_epoch=1).patience_ran_out(2)
+    assert not Progress(rows, 0.9, best_epoch=2).patience_ran_out(2)
+    assert not Progress(rows, 0.9, best_epoch=1).patience_ran_out(0)
+    assert not Progress(rows, 0.9, best_epoch=1).patience_ran_out(None)

@@ -15,7 +15,7 @@ TRAINING = CommandSet(
         "evaluate": LazyCommand("training.cli.evaluate", "evaluate", "Evaluate a published ONNX version on a dataset."),
         "export": LazyCommand("training.cli.export", "export", "Export a checkpoint to ONNX (with the parity check)."),
         "publish": LazyCommand("training.cli.export", "publish", "Publish a finished run folder into the repository."),
-        "models": LazyCommand("training.cli.models", "models", "List, show and promote published models."),
+        "models": LazyCommand("training.cli.models", "models", "List, show, promote and import published models."),
         "quantize": LazyCommand(
             "training.cli.quantize", "quantize", "Add an int8 variant of a published version (onnxruntime)."
         ),

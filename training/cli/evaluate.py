@@ -2,13 +2,19 @@
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
 import onnxruntime as ort
 import torch
 
-from service.repository import ModelRepository
+from service.imaging import DecodeLimits
+from service.importing.evaluate import evaluation_metrics
+from service.importing.folders import LabelledImages, labelled_images, model_outputs
+from service.inference.predictor import Predictor
+from service.inference.providers import CPU, default_threads
+from service.repository import Manifest, ModelRepository
 from service.repository.store import ONNX_FILE
 from training.calibration import calibrated_probabilities, expected_calibration_error
 from training.cli.options import DATA_DIR_OPTION, settings_from
@@ -39,12 +45,21 @@ def evaluate(
     """Accuracy, per-class accuracy, confusion matrix and ECE of NAME at VERSION (number or alias).
 
     Runs the exported ONNX file with onnxruntime on the CPU, with the manifest's preprocessing and
-    temperature, so it measures exactly what the service serves. Prints one JSON object.
+    temperature, so it measures exactly what the service serves. Prints one JSON object. An imported
+    version (imgcls models import) is evaluated on a labelled folder (--dataset folder:PATH, default the
+    folder it was evaluated on when imported), through the service's own decoding and predictor.
     """
     settings = settings_from(data_dir=data_dir, model_root=model_root)
     repo = ModelRepository(settings.model_root)
     number = repo.resolve(name, version)
     manifest = repo.verify(name, number)
+    if manifest.lineage.imported is not None:
+        report = evaluate_imported(repo, manifest, dataset, limit)
+        if confusion_png is not None:
+            matrix = torch.tensor(report["confusion_matrix"])
+            plot_confusion(matrix, manifest.labels, confusion_png, title=f"{name} v{number} · {report['dataset']}")
+        click.echo(json.dumps(report))
+        return
     data = load_dataset(
         dataset or manifest.lineage.dataset,
         fashion_mnist_dir=settings.fashion_mnist_dir,
@@ -82,3 +97,44 @@ def evaluate(
     if confusion_png is not None:
         plot_confusion(matrix, manifest.labels, confusion_png, title=f"{name} v{number} · {data.name}")
     click.echo(json.dumps(report))
+
+
+def evaluate_imported(
+    repo: ModelRepository, manifest: Manifest, dataset: str | None, limit: int | None
+) -> dict[str, Any]:
+    """An imported version on a labelled folder, measured as on import: the service's decoding and predictor.
+
+    An imported version has no training dataset; ``folder:PATH`` (``<label>/<image>``) names the images,
+    by default the folder it was evaluated on when imported (``--evaluate-on``).
+    """
+    spec = dataset or manifest.lineage.dataset
+    if not spec.startswith("folder:"):
+        raise UnusableData(
+            f"{manifest.name} v{manifest.version} was imported, not trained here, and has no dataset of its own: "
+            "give --dataset folder:PATH, a labelled folder (<label>/<image>)"
+        )
+    images = labelled_images(Path(spec.removeprefix("folder:")), manifest.labels)
+    if limit is not None:
+        images = LabelledImages(images.folder, images.files[:limit], images.targets[:limit])
+    onnx_path = repo.path(manifest.name, manifest.version) / ONNX_FILE
+    predictor = Predictor.for_manifest(onnx_path, manifest, providers=[CPU], intra_op_threads=default_threads(1))
+    outputs = model_outputs(predictor, images, manifest.preprocessing, DecodeLimits())
+    metrics = evaluation_metrics(
+        outputs, images.targets, manifest.labels, scores=manifest.scores, temperature=manifest.temperature
+    )
+    predicted = outputs.argmax(axis=1)
+    matrix = np.zeros((len(manifest.labels), len(manifest.labels)), dtype=np.int64)
+    np.add.at(matrix, (images.targets, predicted), 1)
+    return {
+        "name": manifest.name,
+        "version": manifest.version,
+        "dataset": spec,
+        "images": len(images.targets),
+        "accuracy": metrics["test_accuracy"],
+        "ece": metrics["ece"],
+        "ece_uncalibrated": metrics["ece_uncalibrated"],
+        "per_class_accuracy": {
+            label: metrics[f"accuracy/{label}"] for label in manifest.labels if f"accuracy/{label}" in metrics
+        },
+        "confusion_matrix": matrix.tolist(),
+    }

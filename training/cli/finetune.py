@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 import click
+import msgspec
 
 from service.jobs.hyperparameters import FineTuneConfig, build_finetune_config
 from service.repository.run_folder import TrialFolder
@@ -89,7 +90,9 @@ def finetune(
 
     The dataset is decoded into the base model's input (color mode, size, mean/std); the head is replaced
     when the labels differ; the backbone is frozen for --freeze-backbone-epochs, then trained at
-    --backbone-lr-multiplier times the rate. Prints one JSON object: status, version, metrics.
+    --backbone-lr-multiplier times the rate; the epoch with the best validation accuracy is published,
+    and --early-stopping-patience epochs without a better one end the run (0: off). Prints one JSON
+    object: status, version, metrics (best_epoch: the epoch published), early_stop when it stopped early.
     """
     settings = settings_from(model_root=model_root)
     name, _, version = base.partition(":")
@@ -138,6 +141,9 @@ def finetune(
         summary["published"] = {"name": result.published.name, "version": result.published.version}
         summary["promoted"] = result.promoted
         summary["metrics"] = {k: v for k, v in result.metrics.items() if "/" not in k}
+        early_stop = TrialFolder(output_dir).run.read_result().early_stop
+        if early_stop is not None:
+            summary["early_stop"] = msgspec.to_builtins(early_stop)
     click.echo(json.dumps(summary))
     if result.status == "stopped":
         again = f"imgcls fine-tune --base {base} --data {data} --job-id {job_id} --output-dir {output_dir}"

@@ -9,6 +9,7 @@ from typing import Any, Union, get_args, get_origin
 import click
 import yaml
 
+from service.jobs.hyperparameters import AUGMENTATIONS
 from training.config import TrainConfig
 from training.data import DATASETS
 from training.models import model_names
@@ -85,6 +86,16 @@ def config_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
                 function = click.option(option, name, multiple=True, metavar=metavar, help=f"{what}; repeatable")(
                     function
                 )
+            elif name == "augment":  # a name; alone, "crop-flip", as the flag --augment meant before there were names
+                function = click.option(
+                    flag,
+                    name,
+                    type=click.Choice(AUGMENTATIONS),
+                    is_flag=False,
+                    flag_value="crop-flip",
+                    default=None,
+                    help=help_text,
+                )(function)
             elif _is_bool(field.annotation):
                 function = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)(function)
             else:

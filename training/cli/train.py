@@ -8,6 +8,7 @@ from types import FrameType
 from typing import Any
 
 import click
+import msgspec
 import yaml
 
 from training.cli.options import CONFIG_FILE_OPTION, DATA_DIR_OPTION, config_options, given_values, settings_from
@@ -52,7 +53,8 @@ def train(
     """Train a model on a dataset, calibrate it, export it to ONNX and publish it.
 
     Options come from defaults, then --config FILE, then the command line. The resolved config is
-    printed and saved in the run folder. Prints one JSON line of metrics per epoch on stdout.
+    printed and saved in the run folder. Prints one JSON line of metrics per epoch on stdout. The epoch
+    with the best validation accuracy is the one exported (best_epoch in the summary).
 
     \b
     Optimizers: {optimizers}
@@ -100,6 +102,9 @@ def train(
     else:
         metrics = result.metrics
         summary["metrics"] = {k: v for k, v in metrics.items() if "/" not in k}
+        summary["best_epoch"] = result.best_epoch
+        if result.early_stop is not None:
+            summary["early_stop"] = msgspec.to_builtins(result.early_stop)
         line = (
             f"test accuracy {metrics['test_accuracy']:.4f}, ECE {metrics['ece']:.4f} "
             f"(uncalibrated {metrics['ece_uncalibrated']:.4f})"

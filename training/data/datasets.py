@@ -28,6 +28,14 @@ _NATIVE_SIZE = {"fashion-mnist": 28, "digits": 8}  # the built-ins' fixed image 
 FOLDER_PREFIX = "folder:"
 FOLDER_TEST_FRACTION = 0.2
 FOLDER_IMAGE_SIZE = 32  # default side of the square network input for folder datasets
+# Photos with transparency (product cut-outs, logos, icons) are composited on white, in training and at
+# serving alike (Preprocessing.background): white is what such pictures are shown on, while dropping the
+# alpha channel would show whatever colour the transparent pixels store, often black.
+PHOTO_BACKGROUND = (255, 255, 255)
+# Photo augmentation (random resized crop, flips, colour jitter) is the default from this input side up; at
+# 28-32 px (icons, digits, clothes on black) a crop of 8 % of the picture leaves too little, and these
+# datasets keep no augmentation by default, as Fashion-MNIST and digits do.
+PHOTO_MIN_INPUT = 64
 # Every folder class needs one image to train on and one to test on.
 FOLDER_MIN_IMAGES_PER_CLASS = 2
 
@@ -44,6 +52,7 @@ class DatasetBundle:
     test_labels: torch.Tensor  # int64 (M,)
     preprocessing: Preprocessing  # what the manifest records; H x W == input_size
     flip_ok: bool  # horizontal flips preserve the class (False for digits)
+    default_augment: str = "none"  # the augmentation of a run whose config leaves ``augment`` unset
     skipped: tuple[tuple[str, str], ...] = ()  # (relative path, reason) for unreadable folder files
 
     def __post_init__(self) -> None:
@@ -75,6 +84,12 @@ def channel_mean_std(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[flo
         means.append(round(float(mean), 4))
         stds.append(round(float(variance.sqrt()), 4))
     return tuple(means), tuple(stds)
+
+
+def augment_for_photos(preprocessing: Preprocessing) -> str:
+    """The default augmentation of a dataset of photos decoded with ``preprocessing``: "photo" from
+    ``PHOTO_MIN_INPUT`` pixels up (the shorter input side), else "none"."""
+    return "photo" if min(preprocessing.input_size) >= PHOTO_MIN_INPUT else "none"
 
 
 def _with_train_statistics(name: str, preprocessing: Preprocessing, train_images: torch.Tensor) -> Preprocessing:
@@ -127,7 +142,8 @@ def _digits(seed: int) -> DatasetBundle:
 
 
 def _folder(root: Path, *, image_size: int, seed: int) -> DatasetBundle:
-    """Shorter side resized to ``image_size`` (bilinear), center-cropped square; flips assumed safe."""
+    """Shorter side resized to ``image_size`` (bilinear), center-cropped square, transparency on
+    ``PHOTO_BACKGROUND``; flips assumed safe."""
     root = root.expanduser().resolve()
     name = f"{FOLDER_PREFIX}{root}"
     color_mode = detect_color_mode(root)
@@ -139,6 +155,7 @@ def _folder(root: Path, *, image_size: int, seed: int) -> DatasetBundle:
         mean=(0.0,) * channels,
         std=(1.0,) * channels,
         resize=image_size,
+        background=PHOTO_BACKGROUND,
     )
     data = load_image_folder(root, preprocessing=placeholder, min_images_per_class=FOLDER_MIN_IMAGES_PER_CLASS)
     train, test = train_val_split(data.targets, val_fraction=FOLDER_TEST_FRACTION, seed=seed)
@@ -152,6 +169,7 @@ def _folder(root: Path, *, image_size: int, seed: int) -> DatasetBundle:
         test_labels=data.targets[test],
         preprocessing=_with_train_statistics(name, placeholder, train_images),
         flip_ok=True,
+        default_augment=augment_for_photos(placeholder),
         skipped=data.skipped,
     )
 

@@ -10,13 +10,21 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
+from service.imaging import DecodeLimits, decode_image
 from service.repository.manifest import Preprocessing
 from training.data.transforms import decode_for_eval
 from training.errors import UnusableData
 
 IMAGE_EXTENSIONS = frozenset({".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp"})
+# What training decodes from files: every format of IMAGE_EXTENSIONS (PIL's names; .pgm is PPM) and larger
+# photos than the service accepts by default; anything past PIL's own decompression-bomb limit is refused.
+FILE_LIMITS = DecodeLimits(
+    formats=frozenset({"BMP", "GIF", "JPEG", "PNG", "PPM", "TIFF", "WEBP"}),
+    max_bytes=512 * 1024 * 1024,
+    max_pixels=89_478_485,  # PIL's Image.MAX_IMAGE_PIXELS
+)
 # PIL modes whose pixels carry no colour; a folder of only these is loaded as "L".
 GRAYSCALE_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 
@@ -31,14 +39,13 @@ class ImageFolderData:
 
 
 def open_image(path: Path) -> Image.Image:
-    """Decode a file fully: first frame, EXIF orientation applied (so phone photos stand upright).
+    """Decode a file fully with the service's ``decode_image`` (the one decoder for training and serving):
+    first frame, EXIF orientation applied (so phone photos stand upright), PIL's pixel mode.
 
-    Raises whatever PIL raises for unreadable, truncated or oversized (decompression bomb) files.
+    Raises ``service.imaging.ImageError`` (with the service's message) for unreadable, truncated,
+    oversized or unsupported files, and ``OSError`` when the file cannot be read.
     """
-    with Image.open(path) as image:
-        image.seek(0)
-        image.load()
-        return ImageOps.exif_transpose(image)  # a new image either way, independent of the file
+    return decode_image(path.read_bytes(), FILE_LIMITS)
 
 
 def _class_folders(root: Path) -> list[Path]:

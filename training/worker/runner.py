@@ -200,6 +200,11 @@ class JobRunner:
             )
         if outcome.status == "stopped":
             return "cancelled", {}, None
+        early_stop = folder.run.read_result().early_stop
+        if early_stop is not None:  # the log says why a trial ran fewer epochs than asked
+            message = f"trial {index} {early_stop.reason}"
+            data = {"trial": index, "epoch": early_stop.epoch, "best_epoch": early_stop.best_epoch}
+            self.tolerant(lambda: self.store.add_event(job_id, "message", message, data))
         return "succeeded", headline(outcome.metrics), None
 
     def publish(self, job_id: str) -> None:

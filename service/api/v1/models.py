@@ -70,6 +70,7 @@ async def model_detail(request: Request, name: FromPath[str]) -> ModelDetail:
                         base_version=manifest.lineage.base_version,
                         job_id=manifest.lineage.job_id,
                         dataset_sha256=manifest.lineage.dataset_sha256,
+                        imported=manifest.lineage.imported.source if manifest.lineage.imported else None,
                     ),
                     code_version=manifest.code_version,
                 )
@@ -121,9 +122,10 @@ async def unload_version(
     return [loaded_info(v) for v in await registry.unload(name, version, variant)]
 
 
-@post("/v1/models/{name:str}/promote", status_code=200, tags=["admin"], responses=problems(404, 413, 422, 503))
+@post("/v1/models/{name:str}/promote", status_code=200, tags=["admin"], responses=problems(404, 409, 413, 422, 503))
 async def promote_version(request: Request, name: FromPath[str], data: JSONBody[PromoteRequest]) -> ModelSummary:
-    """Point an alias (default production) at a version. For production: hot swap, no request fails."""
+    """Point an alias (default production) at a version. For production: hot swap, no request fails.
+    A read-only model repository answers 409, saying so."""
     state = await authorized(request, "admin")
     await state.registry.promote(name, data.version, data.alias, redis_url=state.redis_url)
     return summary(state.registry.model_status(name))

@@ -38,6 +38,7 @@ class LineageInfo(msgspec.Struct):
     base_version: int | None = None
     job_id: str | None = None  # the fine-tuning job that published it
     dataset_sha256: str | None = None
+    imported: str | None = None  # imported versions: the file they came from ("model.onnx")
 
 
 class VersionInfo(msgspec.Struct):
@@ -69,3 +70,22 @@ class ModelDetail(ModelSummary):
 class PromoteRequest(msgspec.Struct, forbid_unknown_fields=True):
     version: int
     alias: str = "production"
+
+
+class ImportedVersion(msgspec.Struct):
+    """The answer to POST /v1/models/{name}/versions: the version just published from an ONNX file."""
+
+    name: str
+    version: int
+    aliases: list[str]  # production when it is the model's first version
+    checks_passed: list[str]  # in the order they ran (docs/models.md says what each means)
+    batch_mode: str  # "dynamic", or "one at a time" (a fixed batch of 1: served image by image)
+    input: list[int]  # the model's input shape; -1 or 1 first
+    layout: str  # NCHW or NHWC
+    scores: str  # logits (softmax applied by the server) or probabilities (served as they are)
+    calibration: str  # uncalibrated (temperature 1.0) over HTTP; --calibrate-on is the CLI's
+    labels: list[str]
+    metrics: dict[str, float]  # empty over HTTP; --evaluate-on is the CLI's
+    source: str  # the uploaded file's name
+    sha256: str  # of the uploaded file
+    fine_tunable: bool  # false: an imported ONNX file has no torch weights

@@ -2,17 +2,20 @@
 
 Inputs (a request sends exactly one of them):
 
-- the manifest's input (``input``, FP32 ``[-1, C, H, W]``): images already preprocessed exactly as the
-  manifest's ``preprocessing`` says, for clients that do it themselves;
+- the manifest's input (``input``, FP32 ``[-1, C, H, W]``, or ``[-1, H, W, C]`` for a model whose
+  ``preprocessing.layout`` is NHWC): images already preprocessed exactly as the manifest's
+  ``preprocessing`` says, for clients that do it themselves. The batch axis is always -1: a model that
+  takes one image at a time (``input.shape[0] == 1``) is run image by image by its ``Predictor``;
 - ``image_bytes`` (BYTES ``[-1]``, ``[-1, 1]`` accepted too): one encoded image (JPEG, PNG, WebP) per element,
   decoded and preprocessed by the server. In JSON each element is the image in base64; a raw body
   (``Inference-Header-Content-Length: 0``) is one image.
 
-Output ``probabilities`` (FP32 ``[-1, classes]``): calibrated probabilities, softmax(logits / temperature)
-with the manifest's temperature, which is what the version's ``Predictor`` computes. The model's raw output (the
-manifest's ``logits``) is not served. With the classification extension (``classification: k``) the output
-becomes BYTES ``[-1, k]`` of ``"<probability>:<index>:<label>"``, highest first; Triton puts raw output
-values where we put calibrated probabilities.
+Output ``probabilities`` (FP32 ``[-1, classes]``): what the version's ``Predictor`` computes, softmax(logits /
+temperature) with the manifest's temperature, or the model's own probabilities when its graph ends in a
+softmax (``scores: probabilities``). The model's raw output (the manifest's ``logits``) is not served.
+With the classification extension (``classification: k``) the output becomes BYTES ``[-1, k]`` of
+``"<probability>:<index>:<label>"``, highest first; Triton puts raw output values where we put
+probabilities.
 """
 
 import base64
@@ -41,6 +44,19 @@ class OutputPlan:
 # ---------------------------------------------------------------- describing a model
 
 
+def tensor_shape(manifest: Manifest) -> list[int]:
+    """The shape of the preprocessed input a request may send: the model's own, with any batch size."""
+    return [-1, *manifest.input.shape[1:]]
+
+
+def probabilities_are(manifest: Manifest) -> str:
+    if manifest.scores == "probabilities":
+        return "the model's own output (a softmax in its graph)"
+    if manifest.calibration == "uncalibrated":
+        return "softmax(logits), uncalibrated (temperature 1.0)"
+    return "calibrated: softmax(logits / temperature)"
+
+
 def model_metadata(manifest: Manifest, versions: list[int]) -> dict[str, Any]:
     """The V2 model metadata: ``versions`` are those that infer can name right now (loaded here)."""
     return {
@@ -48,7 +64,7 @@ def model_metadata(manifest: Manifest, versions: list[int]) -> dict[str, Any]:
         "versions": [str(version) for version in versions],
         "platform": PLATFORM,
         "inputs": [
-            {"name": manifest.input.name, "datatype": "FP32", "shape": list(manifest.input.shape)},
+            {"name": manifest.input.name, "datatype": "FP32", "shape": tensor_shape(manifest)},
             {"name": IMAGE_INPUT, "datatype": BYTES, "shape": [-1]},
         ],
         "outputs": [{"name": PROBABILITIES, "datatype": "FP32", "shape": [-1, len(manifest.labels)]}],
@@ -68,8 +84,8 @@ def model_config(
             {
                 "name": manifest.input.name,
                 "data_type": "TYPE_FP32",
-                "format": "FORMAT_NCHW",
-                "dims": list(manifest.input.shape[1:]),
+                "format": f"FORMAT_{manifest.preprocessing.layout}",
+                "dims": tensor_shape(manifest)[1:],
                 "optional": True,  # send this or image_bytes
             },
             {
@@ -87,7 +103,7 @@ def model_config(
             "default_queue_policy": {"max_queue_size": max_queue_size},
         },
         "parameters": {
-            "probabilities": {"string_value": "calibrated: softmax(logits / temperature)"},
+            "probabilities": {"string_value": probabilities_are(manifest)},
             "temperature": {"string_value": repr(manifest.temperature)},
         },
     }
@@ -95,7 +111,7 @@ def model_config(
 
 def inputs_help(manifest: Manifest) -> str:
     return (
-        f"{manifest.name} takes {manifest.input.name!r} (FP32 {list(manifest.input.shape)}, preprocessed) "
+        f"{manifest.name} takes {manifest.input.name!r} (FP32 {tensor_shape(manifest)}, preprocessed) "
         f"or {IMAGE_INPUT!r} (BYTES [-1], encoded images)"
     )
 
@@ -104,7 +120,8 @@ def inputs_help(manifest: Manifest) -> str:
 
 
 def model_input(request: InferRequest, manifest: Manifest, max_images: int) -> np.ndarray | list[bytes]:
-    """The request's one input: a (n, C, H, W) float32 array, or n encoded images."""
+    """The request's one input: a (n, C, H, W) float32 array (an NHWC tensor transposed, without a copy), or n
+    encoded images."""
     if not request.inputs:
         raise InvalidTensor(f"the request has no inputs; {inputs_help(manifest)}")
     names = [tensor.name for tensor in request.inputs]
@@ -144,18 +161,20 @@ def _images(where: str, datatype: str, shape: tuple[int, ...], values: Any, bina
 
 
 def _preprocessed(where: str, datatype: str, shape: tuple[int, ...], values: Any, manifest: Manifest) -> np.ndarray:
-    expected = manifest.input.shape
+    expected = tensor_shape(manifest)
+    nhwc = manifest.preprocessing.layout == "NHWC"
     if datatype != "FP32":
         raise InvalidTensor(f"{where}: takes FP32, got {datatype} (convert with array.astype(numpy.float32))")
     if len(shape) != len(expected) or any(want not in (-1, got) for got, want in zip(shape, expected, strict=True)):
+        axes = "batch, height, width, channels" if nhwc else "batch, channels, height, width"
         raise InvalidTensor(
-            f"{where}: shape {list(shape)} does not fit the model's input {list(expected)} "
-            "(batch, channels, height, width; preprocess as the manifest says, or send image_bytes)"
+            f"{where}: shape {list(shape)} does not fit the model's input {expected} "
+            f"({axes}; preprocess as the manifest says, or send image_bytes)"
         )
     if shape[0] == 0:
         raise InvalidTensor(f"{where}: no images (shape {list(shape)})")
     array: np.ndarray = values
-    return array
+    return array.transpose(0, 3, 1, 2) if nhwc else array  # the service's batches are (n, C, H, W)
 
 
 def output_plans(request: InferRequest, manifest: Manifest) -> list[OutputPlan]:

@@ -16,6 +16,10 @@ function lineage(version) {
     return [`fine-tuned from ${from.base_model} v${from.base_version ?? "?"}`,
       ...ids(`dataset: ${from.dataset.replace(/^dataset:/, "")}`, from.job_id && `job: ${from.job_id}`)];
   }
+  if (from.imported) {
+    return [`imported from ${from.imported}`,
+      ...ids(from.dataset.startsWith("folder:") && `evaluated on ${from.dataset.replace(/^folder:/, "")}`)];
+  }
   return [`trained on ${from.dataset}`];
 }
 
@@ -45,7 +49,8 @@ export class ModelsView {
       const models = await api("/v1/models");
       const details = await Promise.all(models.map((m) => api(`/v1/models/${encodeURIComponent(m.name)}`)));
       this.list.replaceChildren(...(details.length ? details.map((d) => this.model(d))
-        : [h("p", { class: "muted" }, "No model is published yet: imgcls train publishes one.")]));
+        : [h("p", { class: "muted" },
+          "No model is published yet: imgcls train publishes one, imgcls models import brings one.")]));
     } catch (error) {
       showError(this.error, error);
     } finally {

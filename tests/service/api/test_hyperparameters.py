@@ -33,6 +33,18 @@ def test_the_names_defaults_and_bounds_a_job_takes(server: str) -> None:
     assert (fields["learning_rate"]["exclusive_minimum"], fields["learning_rate"]["maximum"]) == (0, 10)
     assert "minimum" not in fields["val_fraction"] and fields["val_fraction"]["exclusive_minimum"] == 0
     assert fields["weight_decay"]["nullable"] is True and fields["weight_decay"]["default"] is None
+    # the transfer-learning recipe: each part can be chosen, within these bounds
+    assert {key: fields["label_smoothing"][key] for key in ("type", "default", "minimum", "exclusive_maximum")} == {
+        "type": "number",
+        "default": 0.1,
+        "minimum": 0,
+        "exclusive_maximum": 1,
+    }
+    patience = fields["early_stopping_patience"]
+    assert (patience["type"], patience["default"]) == ("integer", 3)
+    assert (patience["minimum"], patience["maximum"]) == (0, 1000)
+    assert (fields["freeze_backbone_epochs"]["default"], fields["backbone_lr_multiplier"]["default"]) == (1, 0.3)
+    assert fields["lr_policy"]["default"] == "cosine" and "onecycle" in fields["lr_policy"]["choices"]
     assert URL in httpx.get(f"{server}/schema/openapi.json").json()["paths"]
 
 

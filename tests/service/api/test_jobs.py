@@ -9,11 +9,15 @@ import httpx
 import pytest
 
 from service.api.auth import key_hash, new_key
+from service.importing.options import ImportOptions
+from service.importing.publish import import_onnx
+from service.repository import ModelRepository
 from service.settings import ApiKey, ServiceSettings
 from tests.redis_server import free_port
 from tests.service.api.server import running_server
 from tests.service.api.test_classify import assert_problem
 from tests.service.datasets.zips import folder_entries, zip_bytes
+from tests.service.importing.onnx_models import LABELS, OnnxFiles
 
 TRAIN_KEY, CLASSIFY_KEY = new_key(), new_key()
 JOBS = "/v1/fine-tuning/jobs"
@@ -101,6 +105,8 @@ def test_a_job_is_accepted_listed_read_and_cancelled(server: str, dataset: str) 
         ({"auto_promote": True, "min_accuracy": 2}, 422, "between 0 and 1"),
         ({"suffix": "Has Spaces"}, 422, "suffix 'Has Spaces'"),
         ({"validation_split": 1.5}, 422, "val_fraction: Input should be less than 1"),
+        ({"hyperparameters": {"label_smoothing": 1}}, 422, "label_smoothing: Input should be less than 1"),
+        ({"hyperparameters": {"early_stopping_patience": -1}}, 422, "early_stopping_patience: Input should be"),
         ({"colour": "red"}, 400, "colour"),
         ({"metadata": {"a:b": "c"}}, 422, "keys of 1-64 characters without ':'"),
     ],
@@ -111,6 +117,20 @@ def test_bad_submissions_are_refused_with_the_reason(
     body = {"base_model": "fashion-mnist", "dataset": dataset, **change}
     assert_problem(submit(server, body), status, message)
     assert httpx.get(f"{server}{JOBS}", params={"limit": 100}).status_code == 200
+
+
+def test_a_job_on_an_imported_onnx_version_is_422_not_fine_tunable(
+    server: str, dataset: str, service_settings: ServiceSettings, onnx_files: OnnxFiles
+) -> None:
+    repository = ModelRepository(service_settings.model_root)
+    options = ImportOptions()
+    import_onnx(
+        repository, onnx_files.fixed_batch, name="brought", labels=LABELS, options=options, source="f", command="t"
+    )
+    answer = submit(server, {"base_model": "brought", "dataset": dataset})
+    assert_problem(answer, 422, "brought v1 is not fine-tunable: it was imported from f, an ONNX file")
+    listed = httpx.get(f"{server}{JOBS}", params={"limit": 100}).json()["data"]
+    assert [job for job in listed if job["base_model"] == "brought"] == []  # nothing was created
 
 
 def test_unknown_jobs_are_404(server: str) -> None:

@@ -1,4 +1,10 @@
+from pathlib import Path
+
 import httpx
+
+from service.settings import ServiceSettings
+from tests.read_only import read_only
+from tests.service.api.server import running_server
 
 MODEL = "fashion-mnist"
 
@@ -57,3 +63,19 @@ def test_detail_shows_each_versions_lineage_and_code_version(server: str) -> Non
         assert "run_dir" not in lineage and "config" not in lineage  # no server paths, no whole config
         assert version["code_version"]
         assert {"test_accuracy", "ece", "ece_uncalibrated"} <= version["metrics"].keys()
+
+
+def test_a_read_only_repository_serves_and_promotion_says_why_not(
+    service_settings: ServiceSettings, model_root: Path, png: bytes
+) -> None:
+    with read_only(model_root), running_server(service_settings) as server:
+        base = f"{server}/v1/models/{MODEL}"
+        assert httpx.post(f"{base}/classify", content=png, headers={"content-type": "image/png"}).status_code == 200
+        refused = httpx.post(f"{base}/promote", json={"version": 2}, timeout=30)
+        assert (refused.status_code, refused.headers["content-type"]) == (409, "application/problem+json")
+        assert refused.json()["detail"] == (
+            f"the model repository {model_root} is read-only: setting the alias 'production' of {MODEL} needs "
+            f"write access (Read-only file system: {model_root / MODEL / '.lock'})"
+        )
+        summary = httpx.get(f"{server}/v1/models").json()[0]
+        assert (summary["serving_version"], summary["aliases"]) == (1, {"production": 1})

@@ -54,6 +54,7 @@ SCOPES: dict[tuple[str, str], str | None] = {
     ("POST", "/v1/models/{name:str}/versions/{version:int}/load"): "admin",
     ("POST", "/v1/models/{name:str}/versions/{version:int}/unload"): "admin",
     ("POST", "/v1/models/{name:str}/promote"): "admin",
+    ("POST", "/v1/models/{name:str}/versions"): "admin",
     ("POST", "/v1/datasets"): "train",
     ("GET", "/v1/datasets"): "train",
     ("GET", "/v1/datasets/{dataset_id:str}"): "train",
@@ -125,7 +126,7 @@ def test_every_route_has_a_declared_scope() -> None:
     assert routes - set(SCOPES) == set(), "routes without a declared scope: add them to SCOPES"
     assert set(SCOPES) - routes == set(), "SCOPES names routes the app no longer serves"
     admin = sorted(path for (_, path), scope in SCOPES.items() if scope == "admin")
-    assert len(admin) == 6  # load, unload, promote; the V2 repository index, load and unload
+    assert len(admin) == 7  # load, unload, promote, import; the V2 repository index, load and unload
 
 
 @pytest.fixture(scope="module")

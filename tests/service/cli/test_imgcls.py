@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from service.cli import cli
@@ -38,6 +39,31 @@ def test_help_lists_the_training_commands_where_they_can_run() -> None:
     for name in ("serve", "classify", "api-key", "jobs", "train", "fine-tune", "models", "worker"):
         assert f"\n  {name} " in result.output
     assert "pip install" not in result.output
+
+
+@pytest.mark.parametrize("command", ["serve", "classify"])
+def test_without_an_inference_runtime_the_model_commands_say_which_extra_to_install(command: str) -> None:
+    """The base install has no onnxruntime (it comes with the `cpu` or `gpu` extra); the commands that run
+    models say so in one line instead of failing deep inside a server process. The others still run."""
+    code = (
+        "import sys\n"
+        "sys.modules['onnxruntime'] = None  # import onnxruntime now fails, as after `pip install imgcls`\n"
+        "from service.cli import main\n"
+        f"main([{command!r}, '--help'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: imgcls {command} needs an inference runtime (onnxruntime is not installed): "
+        "pip install 'imgcls[cpu]' (or 'imgcls[gpu]' for onnxruntime-gpu)"
+    )
+    jobs = subprocess.run(
+        [sys.executable, "-c", code.replace(f"[{command!r}, '--help']", "['jobs', '--help']")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert jobs.returncode == 0 and "submit" in jobs.stdout, jobs.stderr
 
 
 def test_without_the_training_package_the_service_commands_run_alone() -> None:

@@ -22,6 +22,11 @@ from service.jobs.hyperparameters import (
         ({"optimizer": "adamax"}, r"unknown optimizer 'adamax' \(known: sgd, momentum"),
         ({"lr_policy": "warm"}, r"unknown lr_policy 'warm' \(known: fixed, step"),
         ({"learning_rate": 100}, "learning_rate: Input should be less than or equal to 10"),
+        ({"label_smoothing": 1.0}, r"label_smoothing: Input should be less than 1 \(got 1.0\)"),
+        ({"label_smoothing": -0.1}, "label_smoothing: Input should be greater than or equal to 0"),
+        ({"early_stopping_patience": -1}, "early_stopping_patience: Input should be greater than or equal to 0"),
+        ({"early_stopping_patience": 1001}, "early_stopping_patience: Input should be less than or equal to 1000"),
+        ({"early_stopping_patience": 1.5}, "early_stopping_patience: Input should be a valid integer"),
     ],
 )
 def test_bad_hyperparameters_are_refused_with_a_message(values: dict[str, Any], message: str) -> None:
@@ -32,6 +37,17 @@ def test_bad_hyperparameters_are_refused_with_a_message(values: dict[str, Any], 
 def test_unset_values_take_the_defaults() -> None:
     config = build_finetune_config({"epochs": None, "learning_rate": 0.01})
     assert (config.epochs, config.learning_rate, config.optimizer) == (8, 0.01, "adamw")
+
+
+def test_the_defaults_are_the_transfer_learning_recipe() -> None:
+    config = FineTuneConfig()
+    assert (config.freeze_backbone_epochs, config.backbone_lr_multiplier) == (1, 0.3)  # warm-up, then slower
+    assert (config.lr_policy, config.label_smoothing, config.early_stopping_patience) == ("cosine", 0.1, 3)
+    # null is the default, as for every hyperparameter of a job; 0 turns early stopping off
+    assert build_finetune_config({"early_stopping_patience": None}).early_stopping_patience == 3
+    assert build_finetune_config({"early_stopping_patience": 0}).early_stopping_patience == 0
+    # a job recorded before early stopping was on by default (None: off) reads back as it was
+    assert FineTuneConfig(early_stopping_patience=None).early_stopping_patience is None
 
 
 def test_a_sweep_is_one_trial_per_combination_in_a_stable_order() -> None:

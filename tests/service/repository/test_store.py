@@ -14,8 +14,10 @@ from service.repository import (
     ModelNotFound,
     ModelRepository,
     RepositoryError,
+    RepositoryReadOnly,
     VersionNotFound,
 )
+from tests.read_only import read_only
 from tests.service.repository.manifests import sample_manifest
 
 
@@ -157,3 +159,26 @@ def test_a_disk_that_fills_while_publishing_leaves_no_version(small_disk: Path, 
     assert not any((small_disk / "models" / "fashion-mnist").glob(".staging-*"))
     assert repo.verify("fashion-mnist", 1).version == 1  # the published one is intact
     assert repo.publish(sample_manifest(), small, None).version == 2  # and publishing works again
+
+
+def test_a_read_only_repository_reads_and_says_why_it_cannot_write(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    root = tmp_path / "models"
+    repo = ModelRepository(root)
+    repo.publish(sample_manifest(), *files)
+    repo.publish(sample_manifest(), *files)
+    repo.set_alias("fashion-mnist", "production", 1)
+    with read_only(root):
+        assert repo.resolve("fashion-mnist") == 1 and repo.verify("fashion-mnist", 2).version == 2
+
+        with pytest.raises(RepositoryReadOnly) as refused:
+            repo.set_alias("fashion-mnist", "production", 2)
+        assert str(refused.value) == (
+            f"the model repository {root} is read-only: setting the alias 'production' of fashion-mnist needs "
+            f"write access (Read-only file system: {root / 'fashion-mnist' / '.lock'})"
+        )
+        assert isinstance(refused.value.__cause__, OSError) and refused.value.__cause__.errno == errno.EROFS
+        with pytest.raises(RepositoryReadOnly, match="read-only: removing the alias 'production'"):
+            repo.remove_alias("fashion-mnist", "production")
+        with pytest.raises(RepositoryReadOnly, match="read-only: publishing a version of fashion-mnist"):
+            repo.publish(sample_manifest(), *files)
+        assert repo.aliases("fashion-mnist") == {"production": 1} and repo.versions("fashion-mnist") == [1, 2]

@@ -85,3 +85,7 @@ def test_quantize_refuses_bad_options_and_unknown_models(model_root: Path) -> No
     assert missing.stderr.strip() == (
         "error: ModelNotFound: no model named 'nope' in the repository (known: fashion-mnist)"
     )
+    folders = runner.invoke(
+        cli, imgcls("quantize", "fashion-mnist", "--evaluate-on", str(model_root), model_root=model_root)
+    )
+    assert folders.exit_code == 2 and "--calibrate-on and --evaluate-on are for imported versions" in folders.stderr

@@ -6,11 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from service.cli import cli
 from tests.training.conftest import FASHION_MNIST
+from training.cli.options import config_options, given_values
 
 SMALL = [
     "--model",
@@ -61,6 +63,8 @@ def test_train_prints_config_json_lines_and_publishes(trained: tuple[Path, subpr
     assert lines[0]["epoch"] == 1 and 0 < lines[0]["val_accuracy"] <= 1
     assert lines[-1]["status"] == "completed"
     assert lines[-1]["published"] == {"name": "fashion-mnist", "version": 1}
+    assert lines[-1]["best_epoch"] == lines[-1]["metrics"]["best_epoch"] == 1  # the epoch exported
+    assert "early_stop" not in lines[-1]
     assert "label_smoothing: 0.05" in result.stderr  # the file's value, in the printed resolved config
     assert "seed: 3" in (root / "run" / "config.yaml").read_text()
     assert "test accuracy" in result.stderr
@@ -112,6 +116,7 @@ def test_export_and_publish_a_run(trained: tuple[Path, subprocess.CompletedProce
         (["train", "--lr-policy", "poly", "--lr-policy-option", "power=-1"], 2, "power"),
         (["train", "--epochs", "many"], 2, "'many' is not a valid integer"),
         (["train", "--dataset", "cifar"], 2, "UnknownDataset: cifar (known:"),
+        (["train", "--augment", "mixup"], 2, "'mixup' is not one of 'none', 'crop-flip', 'photo'"),
         (["train", "--dataset", "folder:/nonexistent"], 1, "UnusableData"),
         (["train", "--resume", "/nonexistent"], 2, "is not a run folder"),
         (["nonsense"], 2, "No such command 'nonsense'"),
@@ -141,3 +146,14 @@ def test_help_explains_every_option(tmp_path: Path) -> None:
     assert result.returncode == 0
     for option in ("--learning-rate", "--optimizer-option", "--lr-policy", "--early-stopping-patience", "--resume"):
         assert option in result.stdout
+
+
+def test_augment_takes_a_name_and_alone_means_crop_flip() -> None:
+    @click.command()
+    @config_options()
+    def show(**options: object) -> None:
+        click.echo(given_values(options).get("augment", "unset"))
+
+    assert CliRunner().invoke(show, ["--augment", "--epochs", "1"]).output.strip() == "crop-flip"  # the old flag
+    assert CliRunner().invoke(show, ["--augment", "photo+randaugment"]).output.strip() == "photo+randaugment"
+    assert CliRunner().invoke(show, []).output.strip() == "unset"  # the dataset decides

@@ -84,6 +84,38 @@ def test_a_zip_becomes_a_served_version(stack_factory: Callable[..., Stack], dat
     assert answer.json()["version"] == 1 and answer.json()["results"][0]["top"][0]["label"] in CLASSES.values()
 
 
+def test_a_trial_that_stops_early_says_so_in_the_job_log(
+    stack_factory: Callable[..., Stack], dataset_zip: bytes
+) -> None:
+    """Epoch 1 trains the new head alone at a modest rate (a sigmoid policy still low); epoch 2 runs the whole
+    network at Adam's rates near 1, which wrecks it, so patience 1 ends the trial there and epoch 1 is kept."""
+    stack = stack_factory()
+    wrecking = {
+        "epochs": 6,
+        "batch_size": 16,
+        "optimizer": "adam",
+        "learning_rate": 1.0,
+        "lr_policy": "sigmoid",
+        "lr_policy_options": {"gamma": 0.5, "step_size": 10},
+        "backbone_lr_multiplier": 1.0,
+        "early_stopping_patience": 1,
+    }
+    job = stack.submit(stack.upload(dataset_zip), hyperparameters=wrecking)
+    done = stack.finished(job["id"])
+    assert done["status"] == "succeeded", stack.logs()
+    assert (done["result"]["metrics"]["epochs"], done["result"]["metrics"]["best_epoch"]) == (2, 1)
+    said = [e for e in stack.events(job["id"]) if e["type"] == "message" and "stopped early" in e["message"]]
+    assert [e["message"] for e in said] == [
+        "trial 0 stopped early after epoch 2: no better validation accuracy in the 1 epoch(s) after epoch 1 "
+        "(early_stopping_patience 1)"
+    ]
+    assert said[0]["data"] == {"trial": 0, "epoch": 2, "best_epoch": 1}
+
+
+# jobs that must still be running when the test acts: no early stopping (on by default)
+EVERY_EPOCH = {"early_stopping_patience": 0}
+
+
 def epochs_done(job: dict[str, Any], trial: int = 0) -> int:
     return int(job["trials"][trial]["epochs_completed"])
 
@@ -98,7 +130,7 @@ def published(stack: Stack) -> list[str]:
 
 def test_cancel_stops_a_running_job_within_seconds(stack_factory: Callable[..., Stack], dataset_zip: bytes) -> None:
     stack = stack_factory()
-    job = stack.submit(stack.upload(dataset_zip), hyperparameters={"epochs": 500, "batch_size": 16})
+    job = stack.submit(stack.upload(dataset_zip), hyperparameters={"epochs": 500, "batch_size": 16, **EVERY_EPOCH})
     stack.wait(job["id"], lambda j: epochs_done(j) >= 1)
 
     asked = time.monotonic()
@@ -117,7 +149,7 @@ def test_a_worker_killed_mid_training_is_replaced_and_the_job_finishes_once(
     stack_factory: Callable[..., Stack], dataset_zip: bytes
 ) -> None:
     stack = stack_factory()
-    job = stack.submit(stack.upload(dataset_zip), hyperparameters={"epochs": 12, "batch_size": 16})
+    job = stack.submit(stack.upload(dataset_zip), hyperparameters={"epochs": 12, "batch_size": 16, **EVERY_EPOCH})
     before = stack.wait(job["id"], lambda j: epochs_done(j) >= 2)
     stack.kill_worker(stack.workers[0])
     stack.start_worker()
@@ -135,7 +167,7 @@ def test_a_worker_killed_mid_training_is_replaced_and_the_job_finishes_once(
 def test_redis_restarting_during_a_job_loses_nothing(stack_factory: Callable[..., Stack], dataset_zip: bytes) -> None:
     stack = stack_factory(persistent=True)
     dataset = stack.upload(dataset_zip)
-    job = stack.submit(dataset, hyperparameters={"epochs": 15, "batch_size": 16})
+    job = stack.submit(dataset, hyperparameters={"epochs": 15, "batch_size": 16, **EVERY_EPOCH})
     stack.wait(job["id"], lambda j: epochs_done(j) >= 1)
     statuses: list[int] = []
     stop = threading.Event()
