@@ -9,7 +9,8 @@ exported to ONNX with the parity check, and published as a new version with:
   "maillot" and "maillot tank suit";
 - the eval transform of the weights enum entry whose URL ends with this file's name (resize, crop,
   interpolation, mean/std: 256/224/bilinear for most, 232 for resnet50's V2 weights, bicubic for
-  efficientnet_b0), or of the architecture's default entry for a file renamed by the user;
+  efficientnet_b0), or of the architecture's default entry for a file renamed by the user; photos with
+  transparency composited on white, as for the photo models imgcls trains;
 - ``weights.pt`` (so it can be fine-tuned), ``metrics`` empty and ``calibration`` "uncalibrated"
   (temperature 1.0): there are no ImageNet images here to measure or calibrate on;
 - ``lineage.imported``: kind "torchvision", the file name, its sha256, when, and the command.
@@ -43,6 +44,7 @@ from service.repository.manifest import TensorSpec
 from service.repository.notify import announce_change, promote
 from service.repository.store import PRODUCTION, check_name
 from service.version import code_version
+from training.data.datasets import PHOTO_BACKGROUND
 from training.errors import InvalidHyperparameter, UnknownModel
 from training.export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from training.models import create_model
@@ -170,7 +172,7 @@ def preprocessing_of(entry: WeightsEnum) -> Preprocessing:
         resize=transforms.resize_size[0],
         interpolation=INTERPOLATIONS[transforms.interpolation],
         layout="NCHW",
-        background=None,
+        background=PHOTO_BACKGROUND,  # transparent pixels on white, as for every photo model imgcls trains
     )
 
 

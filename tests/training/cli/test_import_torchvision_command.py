@@ -51,7 +51,7 @@ def test_import_publishes_a_fine_tunable_imagenet_base(weights_file: Path, impor
     assert (manifest.input.shape, manifest.output.shape) == ((-1, 3, 224, 224), (-1, 1000))
     pre = manifest.preprocessing
     assert (pre.color_mode, pre.resize, pre.input_size, pre.interpolation) == ("RGB", 256, (224, 224), "bilinear")
-    assert (pre.mean, pre.std) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert (pre.mean, pre.std, pre.background) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (255, 255, 255))
     assert (manifest.calibration, manifest.temperature, manifest.metrics) == ("uncalibrated", 1.0, {})
     assert manifest.fine_tunable and (root / f"{ARCH}-imagenet" / "1" / "weights.pt").is_file()
     imported_from = manifest.lineage.imported
