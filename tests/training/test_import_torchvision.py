@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from torchvision.models import get_model_weights
 
-from service.repository import ModelRepository
+from service.repository import Lineage, Manifest, ModelRepository, Preprocessing
+from service.repository.manifest import TensorSpec
+from tests.training.torchvision_files import torchvision_file
 from training.errors import InvalidHyperparameter, UnknownModel
 from training.import_torchvision import IMPORTABLE, import_torchvision, preprocessing_of, weights_entry
 from training.models import model_names
@@ -57,3 +59,30 @@ def test_unknown_architectures_and_bad_names_fail_before_reading_the_file(tmp_pa
     with pytest.raises(InvalidHyperparameter, match="invalid model name 'Bad Name'"):
         import_torchvision("resnet18", absent, repository_root=tmp_path, command="test", name="Bad Name")
     assert ModelRepository(tmp_path).models() == []
+
+
+def test_a_name_that_holds_other_labels_is_refused(tmp_path: Path) -> None:
+    repository = ModelRepository(tmp_path / "models")
+    (tmp_path / "model.onnx").write_bytes(b"onnx")  # publishing copies and hashes; it does not run the file
+    other = Manifest(
+        name="parts",
+        architecture="resnet18",
+        labels=("bolt", "nut"),
+        input=TensorSpec(name="input", datatype="FP32", shape=(-1, 3, 224, 224)),
+        output=TensorSpec(name="logits", datatype="FP32", shape=(-1, 2)),
+        preprocessing=Preprocessing(color_mode="RGB", input_size=(224, 224), mean=(0.5,) * 3, std=(0.5,) * 3),
+        temperature=1.0,
+        metrics={"test_accuracy": 1.0, "ece": 0.0, "ece_uncalibrated": 0.0},
+        lineage=Lineage(dataset="folder:/parts", config={}),
+        onnx_sha256="",
+        weights_sha256=None,
+        created_at="2026-12-03T00:00:00+00:00",
+        code_version="test",
+    )
+    repository.publish(other, tmp_path / "model.onnx", None)
+    weights = torchvision_file(tmp_path / "downloads", "mobilenet_v3_small")
+    with pytest.raises(InvalidHyperparameter, match="parts v1 classifies other labels than ImageNet's"):
+        import_torchvision(
+            "mobilenet_v3_small", weights, repository_root=tmp_path / "models", command="test", name="parts"
+        )
+    assert repository.versions("parts") == [1]
