@@ -62,13 +62,13 @@ def list_models(model_root: Path | None, as_json: bool) -> None:
         click.echo(f"no models in {repo.root} (train one with: imgcls train)")
         return
     click.echo(
-        f"{'NAME':<20} {'VERSION':>7} {'ALIASES':<20} {'ARCHITECTURE':<14} {'ACCURACY':>8} {'ECE':>7} "
+        f"{'NAME':<20} {'VERSION':>7} {'ALIASES':<20} {'ARCHITECTURE':<18} {'ACCURACY':>8} {'ECE':>7} "
         f"{'VARIANTS':<8}  CREATED"
     )
     for row in rows:
         click.echo(
             f"{row['name']:<20} {row['version']:>7} {','.join(row['aliases']) or '-':<20} "
-            f"{row['architecture']:<14} {figure(row['test_accuracy'], 8)} {figure(row['ece'], 7)} "
+            f"{row['architecture']:<18} {figure(row['test_accuracy'], 8)} {figure(row['ece'], 7)} "
             f"{','.join(row['variants']) or '-':<8}  {row['created_at']}"
         )
 
