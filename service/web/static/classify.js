@@ -86,7 +86,10 @@ export class ClassifyView {
         options.push([`version:${v.version}`, `v${v.version}${loaded.has(v.version) ? "" : " (not loaded here)"}`]);
       }
       fillSelect(this.version, options);
-      this.topK.max = String(detail.labels.length || 100);
+      // top-k cannot exceed the model's labels (the API answers 400): a 3-label model shows at most 3
+      const labels = detail.labels.length || 100;
+      this.topK.max = String(labels);
+      if (Number.parseInt(this.topK.value, 10) > labels) this.topK.value = String(labels);
     } catch (error) {
       showError(this.error, error);
     }

@@ -13,13 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
 from service.api.auth import key_hash, new_key
+from service.importing.options import ImportOptions
+from service.importing.publish import import_onnx
+from service.repository import ModelRepository
 from service.settings import ApiKey, ServiceSettings
 from tests.conftest import FASHION_MNIST
 from tests.service.api.server import running_server
+from tests.service.importing.onnx_models import LABELS, nhwc_softmax_model
 from tests.training.worker.conftest import Stack
 from training.data import load_dataset
 
@@ -248,3 +253,48 @@ def test_with_auth_on_a_wrong_key_shows_the_apis_error_in_words(
         page.locator("article[data-model='fashion-mnist']").get_by_role("button", name="Promote v2").click()
         page.get_by_role("button", name="Promote", exact=True).click()
         expect(page.locator("#models-error")).to_contain_text("key 'viewer' lacks the 'admin' scope")
+
+
+def test_an_imported_model_classifies_and_says_where_it_came_from(
+    trained_repository: Path, tmp_path: Path, browser: Any
+) -> None:
+    """An ONNX file as Keras exports one (channels last, a softmax in the graph), imported beside the trained
+    model: the page classifies a photo with it and its Models card names the file it was imported from."""
+    expect = sync_api.expect
+    models = Path(shutil.copytree(trained_repository, tmp_path / "models"))
+    import_onnx(
+        ModelRepository(models),
+        nhwc_softmax_model(tmp_path / "keras.onnx"),
+        name="pets",
+        labels=LABELS,
+        options=ImportOptions(),
+        source="keras.onnx",
+        command="imgcls models import keras.onnx --name pets --labels labels.txt",
+    )
+    settings = ServiceSettings(model_root=models, auth_enabled=False, intra_op_threads=1)
+    with running_server(settings) as url:
+        page, problems = new_page(browser, WIDE)
+        page.goto(f"{url}/ui")
+        page.locator("#classify-model option[value='pets']").wait_for(state="attached")
+        page.select_option("#classify-model", "pets")
+        expect(page.locator("#classify-top-k")).to_have_value("3")  # 5 by default, but pets has 3 labels
+        page.set_input_files("#classify-files", files=[{"name": "cat.png", "mimeType": "image/png", "buffer": photo()}])
+        run = page.locator(".run").first
+        run.wait_for()
+        expect(run.locator(".card.result")).to_have_count(1)
+        expect(run.locator(".card.result .label")).to_have_count(3)  # every label of the model, ranked
+        expect(run.locator(".card.result .label.top .label-name")).to_have_text(re.compile("^(cat|dog|fish)$"))
+
+        page.click("nav a[href='#models']")
+        card = page.locator("article[data-model='pets']")
+        expect(card).to_contain_text("imported from keras.onnx")
+        expect(card.locator("td[data-label='Test accuracy']")).to_have_text("—")  # nothing measured on import
+        page.screenshot(path=SCREENSHOTS / "models-imported.png", full_page=True)
+        assert problems == []
+
+
+def photo() -> bytes:
+    """A 300x200 colour photo (noise), larger than the model's 32x32 input: it is resized, then cropped."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
