@@ -27,7 +27,6 @@ from service.api.openapi import ModelImportOperation
 from service.api.v1.schemas import ImportedVersion
 from service.importing.errors import ModelFileTooLarge
 from service.importing.options import ImportOptions
-from service.importing.publish import import_onnx
 from service.repository.store import check_name
 
 MODEL_FIELD = "model"
@@ -157,6 +156,10 @@ async def import_version(request: Request, name: FromPath[str]) -> ImportedVersi
     try:
         target = folder / "model.onnx"  # alone in its folder: external data can name nothing else
         options, filename = await receive_model(request, target, state.settings.import_max_upload_bytes)
+        # Imported here, not at the top: onnx (about 10 MB of memory in each server process) loads only in a
+        # process that imports a model, not in every one that serves.
+        from service.importing.publish import import_onnx
+
         report = await asyncio.to_thread(
             import_onnx,
             state.registry.repository,

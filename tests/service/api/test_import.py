@@ -5,6 +5,8 @@ a problem naming the check, no version published, no upload left on disk."""
 import base64
 import json
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -237,3 +239,10 @@ def multipart_chunks(model: bytes) -> Iterator[bytes]:
     for start in range(0, len(model), 16_384):
         yield model[start : start + 16_384]
     yield b"\r\n--b0undary--\r\n"
+
+
+def test_serving_does_not_load_onnx_until_a_model_is_imported() -> None:
+    """onnx (about 10 MB per process) is imported by the import route when it runs, not by every server."""
+    code = "import sys, service.api.app; print('onnx' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
