@@ -115,33 +115,69 @@ def quantize_version(
         fp32_accuracy = round(float((fp32_predicted == test_labels).float().mean()), 5)
         int8_accuracy = round(float((int8_predicted == test_labels).float().mean()), 5)
         agreement = round(float((fp32_predicted == int8_predicted).float().mean()), 5)
-        drop = round(fp32_accuracy - int8_accuracy, 5)  # rounded: 0.9 - 0.895 must not exceed 0.005
-        if drop > max_accuracy_drop:
-            raise AccuracyDropTooLarge(
-                f"{name} v{version}: int8 test accuracy {int8_accuracy:.4f} is "
-                f"{100 * drop:.2f} points below fp32 {fp32_accuracy:.4f} on "
-                f"{len(test_labels)} test images (allowed: {100 * max_accuracy_drop:.2f}); nothing was added. "
-                "Try more --calibration-images, or raise --max-accuracy-drop"
-            )
         int8_probabilities = calibrated_probabilities(int8_logits, manifest.temperature)
-        variant = Variant(
-            file=VARIANT_FILE,
-            sha256="",  # stamped by add_variant
-            precision="int8",
-            method=(
-                f"onnxruntime {ort.__version__} static QDQ, per-channel int8 weights, uint8 activations "
-                f"(MinMax), {len(images.calibration)} calibration images"
-            ),
-            metrics={
-                "test_accuracy": int8_accuracy,
-                "fp32_test_accuracy": fp32_accuracy,  # onnxruntime, same images
-                "top1_agreement": agreement,
-                "ece": round(expected_calibration_error(int8_probabilities, test_labels), 5),
-                "test_images": float(len(test_labels)),
-                "calibration_images": float(len(images.calibration)),
-            },
+        return add_int8_variant(
+            repository,
+            manifest,
+            quantized,
+            calibration=f"{len(images.calibration)} calibration images",
+            tested_on=f"{len(test_labels)} test images",
+            fp32_accuracy=fp32_accuracy,
+            int8_accuracy=int8_accuracy,
+            agreement=agreement,
+            ece=round(expected_calibration_error(int8_probabilities, test_labels), 5),
+            test_images=len(test_labels),
+            calibration_images=len(images.calibration),
+            max_accuracy_drop=max_accuracy_drop,
+            advice=" Try more --calibration-images, or raise --max-accuracy-drop",
         )
-        updated = repository.add_variant(name, version, VARIANT_NAME, variant, quantized)
+
+
+def add_int8_variant(
+    repository: ModelRepository,
+    manifest: Manifest,
+    quantized: Path,
+    *,
+    calibration: str,
+    tested_on: str,
+    fp32_accuracy: float,
+    int8_accuracy: float,
+    agreement: float,
+    ece: float,
+    test_images: int,
+    calibration_images: int,
+    max_accuracy_drop: float,
+    advice: str = "",
+) -> QuantizeReport:
+    """The accuracy gate and the manifest entry, for trained and imported versions alike: raises
+    ``AccuracyDropTooLarge`` (nothing added) when int8 loses more than ``max_accuracy_drop``, else adds the
+    variant. ``calibration`` and ``tested_on`` say in words which images were used."""
+    name, version = manifest.name, manifest.version
+    drop = round(fp32_accuracy - int8_accuracy, 5)  # rounded: 0.9 - 0.895 must not exceed 0.005
+    if drop > max_accuracy_drop:
+        raise AccuracyDropTooLarge(
+            f"{name} v{version}: int8 test accuracy {int8_accuracy:.4f} is "
+            f"{100 * drop:.2f} points below fp32 {fp32_accuracy:.4f} on "
+            f"{tested_on} (allowed: {100 * max_accuracy_drop:.2f}); nothing was added.{advice}"
+        )
+    variant = Variant(
+        file=VARIANT_FILE,
+        sha256="",  # stamped by add_variant
+        precision="int8",
+        method=(
+            f"onnxruntime {ort.__version__} static QDQ, per-channel int8 weights, uint8 activations "
+            f"(MinMax), {calibration}"
+        ),
+        metrics={
+            "test_accuracy": int8_accuracy,
+            "fp32_test_accuracy": fp32_accuracy,  # onnxruntime, same images
+            "top1_agreement": agreement,
+            "ece": ece,
+            "test_images": float(test_images),
+            "calibration_images": float(calibration_images),
+        },
+    )
+    updated = repository.add_variant(name, version, VARIANT_NAME, variant, quantized)
     return QuantizeReport(
         name=name,
         version=version,
@@ -149,7 +185,7 @@ def quantize_version(
         variant=updated.variants[VARIANT_NAME],
         fp32_accuracy=fp32_accuracy,
         int8_accuracy=int8_accuracy,
-        test_images=len(test_labels),
+        test_images=test_images,
         agreement=agreement,
     )
 

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader
 
 from service.imaging import DecodeLimits
@@ -21,10 +20,10 @@ from service.importing.evaluate import evaluation_metrics
 from service.importing.folders import LabelledImages, labelled_images, model_outputs, preprocessed_batches
 from service.inference.predictor import Predictor
 from service.inference.providers import CPU, default_threads
-from service.repository import Manifest, ModelRepository, Variant
+from service.repository import Manifest, ModelRepository
 from service.repository.store import ONNX_FILE
-from training.errors import AccuracyDropTooLarge, UnusableData
-from training.quantize import CALIBRATION_BATCH_SIZE, VARIANT_FILE, VARIANT_NAME, QuantizeReport, quantize_with
+from training.errors import UnusableData
+from training.quantize import CALIBRATION_BATCH_SIZE, VARIANT_FILE, QuantizeReport, add_int8_variant, quantize_with
 
 
 def quantize_imported(
@@ -54,44 +53,23 @@ def quantize_imported(
         fp32_predicted, int8_predicted = fp32_outputs.argmax(axis=1), int8_outputs.argmax(axis=1)
         fp32_accuracy = round(float((fp32_predicted == test.targets).mean()), 5)
         int8_accuracy = round(float((int8_predicted == test.targets).mean()), 5)
-        drop = round(fp32_accuracy - int8_accuracy, 5)
-        if drop > max_accuracy_drop:
-            raise AccuracyDropTooLarge(
-                f"{name} v{version}: int8 accuracy {int8_accuracy:.4f} is {100 * drop:.2f} points below fp32 "
-                f"{fp32_accuracy:.4f} on {len(test.targets)} images of {evaluate_on} (allowed: "
-                f"{100 * max_accuracy_drop:.2f}); nothing was added"
-            )
         int8_metrics = evaluation_metrics(
             int8_outputs, test.targets, manifest.labels, scores=manifest.scores, temperature=manifest.temperature
         )
-        variant = Variant(
-            file=VARIANT_FILE,
-            sha256="",  # stamped by add_variant
-            precision="int8",
-            method=(
-                f"onnxruntime {ort.__version__} static QDQ, per-channel int8 weights, uint8 activations "
-                f"(MinMax), {len(calibration.files)} calibration images from {calibrate_on}"
-            ),
-            metrics={
-                "test_accuracy": int8_accuracy,
-                "fp32_test_accuracy": fp32_accuracy,
-                "top1_agreement": round(float((fp32_predicted == int8_predicted).mean()), 5),
-                "ece": int8_metrics["ece"],
-                "test_images": float(len(test.targets)),
-                "calibration_images": float(len(calibration.files)),
-            },
+        return add_int8_variant(
+            repository,
+            manifest,
+            quantized,
+            calibration=f"{len(calibration.files)} calibration images from {calibrate_on}",
+            tested_on=f"{len(test.targets)} images of {evaluate_on}",
+            fp32_accuracy=fp32_accuracy,
+            int8_accuracy=int8_accuracy,
+            agreement=round(float((fp32_predicted == int8_predicted).mean()), 5),
+            ece=int8_metrics["ece"],
+            test_images=len(test.targets),
+            calibration_images=len(calibration.files),
+            max_accuracy_drop=max_accuracy_drop,
         )
-        updated = repository.add_variant(name, version, VARIANT_NAME, variant, quantized)
-    return QuantizeReport(
-        name=name,
-        version=version,
-        path=repository.path(name, version) / VARIANT_FILE,
-        variant=updated.variants[VARIANT_NAME],
-        fp32_accuracy=fp32_accuracy,
-        int8_accuracy=int8_accuracy,
-        test_images=len(test.targets),
-        agreement=variant.metrics["top1_agreement"],
-    )
 
 
 def _sample(images: LabelledImages, count: int) -> LabelledImages:
