@@ -6,7 +6,6 @@ Scopes: every route here needs ``train`` (tests/service/api/test_security.py hol
 import base64
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
