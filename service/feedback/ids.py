@@ -14,15 +14,14 @@ FEEDBACK_ID = re.compile(r"fb_[0-9a-f]{16}")
 
 
 class PredictionIds:
-    """``pr_<16 hex, this process><8+ hex counter>``; ``take`` is safe from several threads (one ``next``)."""
+    """``pr_<16 hex, this process><8+ hex counter>``; safe from several threads (one ``next`` per id)."""
 
     def __init__(self) -> None:
         self._prefix = f"pr_{secrets.token_hex(8)}"
         self._counter = itertools.count()
 
-    def take(self, count: int) -> list[str]:
-        prefix, counter = self._prefix, self._counter
-        return [f"{prefix}{next(counter):08x}" for _ in range(count)]
+    def new(self) -> str:
+        return f"{self._prefix}{next(self._counter):08x}"
 
 
 def new_feedback_id() -> str:

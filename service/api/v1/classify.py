@@ -49,10 +49,11 @@ async def classify_images(
             top_k=top_k or min(state.settings.default_top_k, len(loaded.manifest.labels)),
             threshold=state.settings.confidence_thresholds.get(name, 0.0),
         )
-    ids = state.prediction_ids.take(len(answer.results))
-    results = [ClassifiedImage(r.top, r.low_confidence, i) for r, i in zip(answer.results, ids, strict=True)]
+    new_id = state.prediction_ids.new
+    results = [ClassifiedImage(r.top, r.low_confidence, new_id()) for r in answer.results]
     if state.keeper is not None:  # off by default; when on, the images are written by a background thread
         top1 = [r.top[0].probability for r in answer.results]
+        ids = [r.prediction_id for r in results]
         state.keeper.offer(loaded.manifest, loaded.variant, encoded, top1, answer.probabilities, ids)
     total_s = time.perf_counter() - started
     state.observe_classification(loaded, answer, total_s, endpoint="v1_classify")

@@ -13,6 +13,11 @@ from service.repository import ModelRepository
 from tests.service.api.conftest import png_bytes
 
 
+def new_ids(count: int) -> list[str]:
+    ids = PredictionIds()
+    return [ids.new() for _ in range(count)]
+
+
 def keeper(root: Path, *, sample_rate: float, threshold: float = 0.5) -> Keeper:
     store = FeedbackStore(root, max_bytes=10**9, retention_s=3600)
     return Keeper(store, KeepPolicy(threshold=threshold, thresholds={}, sample_rate=sample_rate), DecodeLimits())
@@ -26,7 +31,7 @@ def test_low_confidence_images_are_kept_with_the_top_3_and_confident_ones_only_w
     probabilities = np.full((3, 10), 0.01, dtype=np.float32)
     probabilities[0, 7], probabilities[1, 2], probabilities[2, 4] = 0.91, 0.3, 0.95
     probabilities[1, 5] = 0.25
-    ids = PredictionIds().take(3)
+    ids = new_ids(3)
 
     never_sampled = keeper(tmp_path / "a", sample_rate=0.0)
     never_sampled.offer(manifest, "fp32", images, [0.91, 0.3, 0.95], probabilities, ids)
@@ -49,7 +54,7 @@ def test_a_photo_is_kept_at_the_models_scale_not_as_sent(repository: ModelReposi
     manifest = repository.manifest("fashion-mnist", 1)
     photo = png_bytes(0, size=(300, 200), mode="RGB")
     keeping = keeper(tmp_path, sample_rate=0.0, threshold=1.0)
-    (prediction_id,) = PredictionIds().take(1)
+    (prediction_id,) = new_ids(1)
     keeping.offer(manifest, "fp32", [photo], [0.5], np.full((1, 10), 0.1, dtype=np.float32), [prediction_id])
     keeping.close()
     kept = keeping.store.kept("fashion-mnist", prediction_id)
@@ -63,7 +68,7 @@ def test_when_the_writer_is_behind_images_are_dropped_not_queued(repository: Mod
     store = FeedbackStore(tmp_path, max_bytes=10**9, retention_s=3600)
     keeping = Keeper(store, KeepPolicy(threshold=1.0, thresholds={}, sample_rate=0.0), DecodeLimits(), max_pending=1)
     keeping._room.acquire()  # the one slot is taken, as by a batch still being written
-    keeping.offer(manifest, "fp32", [png_bytes()], [0.5], np.full((1, 10), 0.1, np.float32), PredictionIds().take(1))
+    keeping.offer(manifest, "fp32", [png_bytes()], [0.5], np.full((1, 10), 0.1, np.float32), new_ids(1))
     keeping._room.release()
     keeping.close()
     assert keeping.dropped == 1 and store.waiting("fashion-mnist") == []

@@ -24,6 +24,11 @@ LABELS = ("cat", "dog", "fish")
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 92  # 100 bytes: the store never decodes what it keeps
 
 
+def new_ids(count: int) -> list[str]:
+    ids = PredictionIds()
+    return [ids.new() for _ in range(count)]
+
+
 class Clock:
     def __init__(self, now: float = 1_800_000_000.0) -> None:
         self.now = now
@@ -58,7 +63,7 @@ def store_at(root: Path, clock: Clock, *, max_bytes: int = 10**9, retention_s: f
 
 def test_prediction_ids_are_unique_across_processes_and_match_their_pattern() -> None:
     first, second = PredictionIds(), PredictionIds()  # two processes: each draws its own prefix
-    ids = first.take(1000) + second.take(1000)
+    ids = [first.new() for _ in range(1000)] + [second.new() for _ in range(1000)]
     assert len(set(ids)) == 2000
     assert all(PREDICTION_ID.fullmatch(i) for i in ids)
 
@@ -66,7 +71,7 @@ def test_prediction_ids_are_unique_across_processes_and_match_their_pattern() ->
 def test_kept_predictions_wait_for_review_low_confidence_first(tmp_path: Path) -> None:
     clock = Clock()
     store = store_at(tmp_path, clock)
-    ids = PredictionIds().take(3)
+    ids = new_ids(3)
     store.keep(kept(ids[0], at=clock.now - 30, low=False), PNG)
     store.keep(kept(ids[1], at=clock.now - 20), PNG)
     store.keep(kept(ids[2], at=clock.now - 10), PNG)
@@ -82,7 +87,7 @@ def test_kept_predictions_wait_for_review_low_confidence_first(tmp_path: Path) -
 def test_feedback_on_a_kept_prediction_moves_its_image_and_survives_a_restart(tmp_path: Path) -> None:
     clock = Clock()
     store = store_at(tmp_path, clock)
-    (prediction_id,) = PredictionIds().take(1)
+    (prediction_id,) = new_ids(1)
     store.keep(kept(prediction_id, at=clock.now), PNG)
 
     with pytest.raises(UnknownLabel, match="its labels are: cat, dog, fish"):
@@ -106,7 +111,7 @@ def test_feedback_on_a_kept_prediction_moves_its_image_and_survives_a_restart(tm
 def test_kept_predictions_expire_after_the_retention(tmp_path: Path) -> None:
     clock = Clock()
     store = store_at(tmp_path, clock, retention_s=60)
-    old, new = PredictionIds().take(2)
+    old, new = new_ids(2)
     store.keep(kept(old, at=clock.now), PNG)
     clock.now += 30
     store.keep(kept(new, at=clock.now), PNG)
@@ -123,7 +128,7 @@ def test_kept_predictions_expire_after_the_retention(tmp_path: Path) -> None:
 def test_over_the_byte_budget_the_oldest_kept_predictions_go_first_and_feedback_stays(tmp_path: Path) -> None:
     clock = Clock()
     unlimited = store_at(tmp_path, clock)
-    ids = PredictionIds().take(6)
+    ids = new_ids(6)
     for age, prediction_id in zip(range(60, 0, -10), ids, strict=True):  # ids[0] oldest
         unlimited.keep(kept(prediction_id, at=clock.now - age), PNG)
     feedback = unlimited.add_for_prediction("pets", ids[0], "cat", labels)  # the oldest, but feedback now
@@ -139,10 +144,10 @@ def test_over_the_byte_budget_the_oldest_kept_predictions_go_first_and_feedback_
 def test_delete_one_item_or_everything_of_a_model(tmp_path: Path) -> None:
     clock = Clock()
     store = store_at(tmp_path, clock)
-    ids = PredictionIds().take(3)
+    ids = new_ids(3)
     for prediction_id in ids:
         store.keep(kept(prediction_id, at=clock.now), PNG)
-    store.keep(kept(PredictionIds().take(1)[0], at=clock.now, model="other"), PNG)
+    store.keep(kept(new_ids(1)[0], at=clock.now, model="other"), PNG)
     first = store.add_for_prediction("pets", ids[0], "cat", labels)
     second = store.add_for_prediction("pets", ids[1], "fish", labels)
     store.delete(first.id)
@@ -153,7 +158,7 @@ def test_delete_one_item_or_everything_of_a_model(tmp_path: Path) -> None:
     with pytest.raises(PredictionNotFound):
         store.discard("pets", ids[2])
 
-    store.keep(kept(PredictionIds().take(1)[0], at=clock.now), PNG)
+    store.keep(kept(new_ids(1)[0], at=clock.now), PNG)
     deleted = store.delete_model("pets")
     assert (deleted.predictions, deleted.feedback) == (1, 1)
     assert store.feedback("pets") == [] and store.waiting("pets") == []
@@ -174,7 +179,7 @@ def claim(root: str, prediction_id: str) -> str:
 
 def test_processes_racing_for_one_kept_prediction_record_it_once(tmp_path: Path) -> None:
     store = FeedbackStore(tmp_path, max_bytes=10**9, retention_s=3600)
-    (prediction_id,) = PredictionIds().take(1)
+    (prediction_id,) = new_ids(1)
     store.keep(kept(prediction_id, at=store.clock()), PNG)
     with multiprocessing.get_context("spawn").Pool(4) as pool:
         outcomes = pool.starmap(claim, [(str(tmp_path), prediction_id)] * 8)
