@@ -90,6 +90,15 @@ class ServiceSettings(JobSettings):
     dataset_max_compression_ratio: float = Field(default=100.0, gt=1)  # unpacked / packed, per entry and overall
     dataset_min_images_per_class: int = Field(default=5, ge=2)  # readable images; training needs 2 (train + test)
 
+    # ---- feedback (docs/feedback.md): corrections of predictions, and inputs kept for review
+    feedback_root: Path = Path("var/feedback")  # beside the data root (a shared volume in a cluster)
+    keep_predictions: bool = False  # keep the input of low-confidence predictions (and a sample of the others)
+    keep_predictions_threshold: float = Field(default=0.5, ge=0, le=1)  # top-1 under this: low confidence; a
+    # model's IMGCLS_CONFIDENCE_THRESHOLDS entry, when it has one, is used instead
+    keep_predictions_sample_rate: float = Field(default=0.01, ge=0, le=1)  # share of the other predictions kept
+    keep_predictions_max_bytes: int = Field(default=1024**3, ge=1)  # the whole store; the oldest kept go first
+    keep_predictions_retention_s: float = Field(default=30 * 24 * 3600, gt=0)  # kept inputs expire after this
+
     # ---- model imports (POST /v1/models/{name}/versions)
     import_max_upload_bytes: int = Field(default=1024**3, ge=1)  # the ONNX file as sent; counted while streaming
 

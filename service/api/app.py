@@ -23,11 +23,12 @@ from service.api.auth import Authenticator, RateLimiter
 from service.api.errors import problem_response
 from service.api.fastpath.admission import Admission
 from service.api.fastpath.tally import FLUSH_INTERVAL_S
-from service.api.state import AppState, decode_limits, serving_options
-from service.api.v1 import classify, datasets, hyperparameters, imports, jobs, models
+from service.api.state import AppState, decode_limits, feedback_store, keeper, serving_options
+from service.api.v1 import classify, datasets, feedback, hyperparameters, imports, jobs, models
 from service.api.v2 import infer as v2_infer
 from service.api.v2 import routes as v2
 from service.datasets import DatasetLimits, DatasetStore
+from service.feedback import PredictionIds
 from service.inference.registry import ModelRegistry
 from service.inference.watch import listen_for_changes, poll_repository
 from service.jobs.queue import JobQueue
@@ -74,6 +75,7 @@ def create_app(settings: ServiceSettings) -> Litestar:
         min_images_per_class=settings.dataset_min_images_per_class,
         decode=limits,
     )
+    feedback_items = feedback_store(settings)
     state = AppState(
         settings=settings,
         registry=registry,
@@ -90,6 +92,9 @@ def create_app(settings: ServiceSettings) -> Litestar:
             if settings.redis_url
             else None
         ),
+        feedback=feedback_items,
+        keeper=keeper(settings, feedback_items, limits),
+        prediction_ids=PredictionIds(),
     )
 
     async def start() -> None:
@@ -97,6 +102,10 @@ def create_app(settings: ServiceSettings) -> Litestar:
             claim_core(settings.cpu_slots_dir)
         await registry.start()
         quiet_garbage_collector()
+
+    async def sweep_feedback() -> None:
+        """Expired kept predictions go at start-up too, even when no process keeps new ones."""
+        await asyncio.to_thread(feedback_items.sweep)
 
     async def flush_metrics_every_second() -> None:
         while True:
@@ -106,6 +115,7 @@ def create_app(settings: ServiceSettings) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(start(), name="load-models")]
+        tasks.append(asyncio.create_task(sweep_feedback(), name="sweep-feedback"))
         tasks.append(asyncio.create_task(flush_metrics_every_second(), name="flush-metrics"))
         tasks.append(asyncio.create_task(poll_repository(registry, settings.watch_interval_s), name="poll"))
         if redis is not None:
@@ -131,6 +141,8 @@ def create_app(settings: ServiceSettings) -> Litestar:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await registry.stop()
+            if state.keeper is not None:
+                await asyncio.to_thread(state.keeper.close)
             state.flush_metrics()
             if redis is not None:
                 await redis.aclose()
@@ -150,6 +162,7 @@ def create_app(settings: ServiceSettings) -> Litestar:
             datasets.list_datasets,
             datasets.dataset_detail,
             datasets.delete_dataset,
+            *feedback.ROUTES,
             hyperparameters.job_hyperparameters,
             jobs.submit_job,
             jobs.list_jobs,

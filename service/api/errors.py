@@ -21,6 +21,15 @@ from service.datasets import (
     DatasetRejected,
     UnsafeArchive,
 )
+from service.feedback import (
+    AlreadyReviewed,
+    BaseDatasetUnavailable,
+    FeedbackError,
+    FeedbackNotFound,
+    NothingToExport,
+    PredictionNotFound,
+    UnknownLabel,
+)
 from service.imaging import CorruptImage, EmptyImage, ImageError, ImageTooLarge, UnsupportedImageFormat
 from service.importing import ImportRejected, InvalidImportOptions, ModelFileTooLarge, UnsafeExternalData
 from service.inference.errors import (
@@ -98,6 +107,13 @@ STATUS_TABLE: list[tuple[type[Exception], int, str]] = [
     (DatasetNotFound, 404, "not_found"),
     (DatasetInUse, 409, "conflict"),
     (DatasetError, 400, "bad_request"),
+    (PredictionNotFound, 404, "not_found"),
+    (FeedbackNotFound, 404, "not_found"),
+    (AlreadyReviewed, 409, "conflict"),
+    (UnknownLabel, 422, "unknown_label"),
+    (NothingToExport, 422, "no_feedback"),
+    (BaseDatasetUnavailable, 422, "no_base_dataset"),
+    (FeedbackError, 400, "bad_request"),
     (ModelFileTooLarge, 413, "too_large"),
     (UnsafeExternalData, 400, "bad_model"),
     (InvalidImportOptions, 400, "bad_request"),
@@ -125,6 +141,8 @@ def with_route_hint(error: Exception) -> str:
         return f"{error}; GET /v1/datasets lists them"
     if isinstance(error, JobNotFound):
         return f"{error}; GET /v1/fine-tuning/jobs lists them"
+    if isinstance(error, FeedbackNotFound):
+        return f"{error}; GET /v1/feedback lists them"
     return str(error)
 
 
@@ -168,14 +186,16 @@ WHEN = {
     400: "the request cannot be read: a bad parameter, body or name (the detail says which)",
     401: "no API key, or an unknown one (with WWW-Authenticate)",
     403: "the key lacks the scope this endpoint needs",
-    404: "no such model, version, alias, variant, dataset or job; or a version not loaded on this server",
+    404: "no such model, version, alias, variant, dataset, job, kept prediction or feedback; or a version not loaded "
+    "on this server",
     409: "the request conflicts with the current state (the detail says how to resolve it)",
     413: "over a size limit: body, images per request, image bytes or pixels, dataset entries or unpacked bytes, "
     "an imported model's file",
     415: "a Content-Type (or Content-Encoding) this endpoint does not accept, or bytes that are not an allowed image "
     "format",
     422: "well-formed but unusable: a corrupt or truncated image, a dataset that cannot train a classifier, an "
-    "invalid job, a version onnxruntime cannot load, an ONNX model that fails an import check",
+    "invalid job, a version onnxruntime cannot load, an ONNX model that fails an import check, a label the model "
+    "does not have",
     429: "over the key's rate limit (with Retry-After)",
     503: "overloaded, still loading, or (jobs) Redis does not answer; nothing was done, retry after Retry-After",
 }

@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 from service.api.auth import Authenticator
 from service.api.fastpath.admission import Admission
 from service.datasets import DatasetStore
+from service.feedback import FeedbackStore, Keeper, KeepPolicy, PredictionIds
 from service.imaging import DecodeLimits
 from service.inference.classify import Classification
 from service.inference.registry import LoadedVersion, ModelRegistry, ServingOptions
@@ -42,6 +43,26 @@ def decode_limits(settings: ServiceSettings) -> DecodeLimits:
     )
 
 
+def feedback_store(settings: ServiceSettings) -> FeedbackStore:
+    return FeedbackStore(
+        settings.feedback_root,
+        max_bytes=settings.keep_predictions_max_bytes,
+        retention_s=settings.keep_predictions_retention_s,
+    )
+
+
+def keeper(settings: ServiceSettings, store: FeedbackStore, limits: DecodeLimits) -> Keeper | None:
+    """The Keeper of IMGCLS_KEEP_PREDICTIONS, or None when it is off (the default)."""
+    if not settings.keep_predictions:
+        return None
+    policy = KeepPolicy(
+        threshold=settings.keep_predictions_threshold,
+        thresholds=dict(settings.confidence_thresholds),
+        sample_rate=settings.keep_predictions_sample_rate,
+    )
+    return Keeper(store, policy, limits)
+
+
 @dataclass
 class AppState:
     settings: ServiceSettings
@@ -55,6 +76,9 @@ class AppState:
     redis: Redis | None  # rate limits, repository notifications, job event streams
     jobs: JobStore | None  # None without Redis: the job routes answer 503
     queue: JobQueue | None
+    feedback: FeedbackStore
+    keeper: Keeper | None  # None: IMGCLS_KEEP_PREDICTIONS is off
+    prediction_ids: PredictionIds
 
     def observe_classification(
         self, loaded: LoadedVersion, answer: Classification, total_s: float, *, endpoint: str

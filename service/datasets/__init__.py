@@ -13,7 +13,7 @@ from service.datasets.errors import (
     UnsafeArchive,
 )
 from service.datasets.limits import DatasetLimits
-from service.datasets.record import DatasetRecord, SkippedFile
+from service.datasets.record import DatasetOrigin, DatasetRecord, SkippedFile
 from service.datasets.store import DatasetStore
 from service.datasets.validate import ArchiveReport, validate_archive
 
@@ -24,6 +24,7 @@ __all__ = [
     "DatasetInUse",
     "DatasetLimits",
     "DatasetNotFound",
+    "DatasetOrigin",
     "DatasetRecord",
     "DatasetRejected",
     "DatasetStore",

@@ -10,6 +10,15 @@ class SkippedFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reason: str
 
 
+class DatasetOrigin(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A dataset the service made from feedback (POST /v1/datasets/from-feedback) rather than an upload."""
+
+    model: str  # whose feedback
+    feedback: list[str]  # the ids of the feedback items it holds (GET /v1/feedback)
+    base_dataset: str | None = None  # the model's training dataset sampled into it ("dataset:<id>", "folder:...")
+    base_images: int = 0  # images taken from it
+
+
 class DatasetRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     id: str  # ds_<16 hex>
     name: str  # the client's label for it; never part of a path
@@ -20,6 +29,7 @@ class DatasetRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     skipped: list[SkippedFile]  # the first MAX_LISTED_SKIPPED files left out, with the reason
     skipped_count: int
     sha256: str  # of the uploaded zip
+    origin: DatasetOrigin | None = None  # made from feedback; None for an uploaded zip
 
 
 def encode_record(record: DatasetRecord) -> bytes:

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from service.datasets.errors import DatasetError, DatasetNotFound, UnsafeArchive
 from service.datasets.limits import DatasetLimits
-from service.datasets.record import MAX_LISTED_SKIPPED, DatasetRecord, decode_record, encode_record
+from service.datasets.record import MAX_LISTED_SKIPPED, DatasetOrigin, DatasetRecord, decode_record, encode_record
 from service.datasets.validate import AcceptedImage, validate_archive
 from service.repository.store import sha256_file
 
@@ -101,11 +101,11 @@ class DatasetStore:
         finally:
             path.unlink(missing_ok=True)
 
-    def save(self, upload: Path, *, name: str | None = None) -> DatasetRecord:
+    def save(self, upload: Path, *, name: str | None = None, origin: DatasetOrigin | None = None) -> DatasetRecord:
         """Validate the zip at ``upload`` (``validate_archive`` with this store's limits) and store its images.
 
         Raises what ``validate_archive`` raises, and ``DatasetError`` for an invalid name; nothing is left
-        behind on failure. ``name`` defaults to the new id.
+        behind on failure. ``name`` defaults to the new id; ``origin`` says what a zip the service made holds.
         """
         if name is not None:
             check_name(name)
@@ -139,6 +139,7 @@ class DatasetStore:
                 skipped=report.skipped[:MAX_LISTED_SKIPPED],
                 skipped_count=len(report.skipped),
                 sha256=sha256_file(upload),
+                origin=origin,
             )
             (staging / RECORD_FILE).write_bytes(encode_record(record))
             os.rename(staging, self.folder / dataset_id)

@@ -13,7 +13,7 @@ from service.imaging.errors import (
     ImageTooSmall,
     UnsupportedImageFormat,
 )
-from service.imaging.preprocess import MAX_RESIZED_PIXELS, preprocess, preprocess_into, resized_size
+from service.imaging.preprocess import MAX_RESIZED_PIXELS, preprocess, preprocess_into, resized_size, scaled
 
 __all__ = [
     "CONVERTIBLE_MODES",
@@ -30,4 +30,5 @@ __all__ = [
     "preprocess",
     "preprocess_into",
     "resized_size",
+    "scaled",
 ]

@@ -62,18 +62,7 @@ def preprocess(image: Image.Image, preprocessing: Preprocessing) -> np.ndarray:
 def preprocess_into(image: Image.Image, preprocessing: Preprocessing, out: np.ndarray) -> None:
     """Writes ``preprocess(image, preprocessing)`` into ``out`` (float32 (C, H, W), C-contiguous): a row of a
     batch array, so a request's images go straight into the array the runtime takes."""
-    image = to_color_mode(image, color_mode=preprocessing.color_mode, background=preprocessing.background)
-    if preprocessing.resize is not None:
-        size = resized_size(image.width, image.height, preprocessing.resize)
-        if size[0] * size[1] > MAX_RESIZED_PIXELS:
-            raise ImageTooLarge(
-                f"the image is {image.width}x{image.height}; resizing its shorter side to {preprocessing.resize} "
-                f"would make it {size[0]}x{size[1]}, more than {MAX_RESIZED_PIXELS:,} pixels; "
-                "send an image with a less extreme aspect ratio"
-            )
-        if size != image.size:
-            image = image.resize(size, RESAMPLING[preprocessing.interpolation])
-
+    image = scaled(image, preprocessing)
     crop_h, crop_w = preprocessing.input_size
     if image.height < crop_h or image.width < crop_w:
         resized = "" if preprocessing.resize is None else f" after resizing its shorter side to {preprocessing.resize}"
@@ -86,6 +75,24 @@ def preprocess_into(image: Image.Image, preprocessing: Preprocessing, out: np.nd
         image = image.crop((left, top, left + crop_w, top + crop_h))
     # frombuffer over tobytes: the same bytes as np.asarray(image) at half the cost for small images.
     normalize_into(np.frombuffer(image.tobytes(), dtype=np.uint8).reshape(crop_h, crop_w, -1), preprocessing, out)
+
+
+def scaled(image: Image.Image, preprocessing: Preprocessing) -> Image.Image:
+    """Steps 1 and 2 of ``preprocess``: the image in the model's colour mode, its shorter side resized to
+    ``resize`` when that is set; what the center crop then takes the network input from. The feedback store
+    keeps this image of a prediction (service/feedback/images.py)."""
+    image = to_color_mode(image, color_mode=preprocessing.color_mode, background=preprocessing.background)
+    if preprocessing.resize is not None:
+        size = resized_size(image.width, image.height, preprocessing.resize)
+        if size[0] * size[1] > MAX_RESIZED_PIXELS:
+            raise ImageTooLarge(
+                f"the image is {image.width}x{image.height}; resizing its shorter side to {preprocessing.resize} "
+                f"would make it {size[0]}x{size[1]}, more than {MAX_RESIZED_PIXELS:,} pixels; "
+                "send an image with a less extreme aspect ratio"
+            )
+        if size != image.size:
+            image = image.resize(size, RESAMPLING[preprocessing.interpolation])
+    return image
 
 
 def crop_origin(width: int, height: int, input_size: tuple[int, int]) -> tuple[int, int]:

@@ -12,7 +12,7 @@ from service.api.fastpath.answers import JsonAnswer, ok
 from service.api.fastpath.uploads import images_from_body
 from service.api.openapi import ClassifyOperation
 from service.api.state import AppState
-from service.api.v1.schemas import ClassifyResponse, Timings
+from service.api.v1.schemas import ClassifiedImage, ClassifyResponse, Timings
 from service.inference.classify import classify
 
 
@@ -49,6 +49,12 @@ async def classify_images(
             top_k=top_k or min(state.settings.default_top_k, len(loaded.manifest.labels)),
             threshold=state.settings.confidence_thresholds.get(name, 0.0),
         )
+    new_id = state.prediction_ids.new
+    results = [ClassifiedImage(r.top, r.low_confidence, new_id()) for r in answer.results]
+    if state.keeper is not None:  # off by default; when on, the images are written by a background thread
+        top1 = [r.top[0].probability for r in answer.results]
+        ids = [r.prediction_id for r in results]
+        state.keeper.offer(loaded.manifest, loaded.variant, encoded, top1, answer.probabilities, ids)
     total_s = time.perf_counter() - started
     state.observe_classification(loaded, answer, total_s, endpoint="v1_classify")
     return JsonAnswer(
@@ -56,7 +62,7 @@ async def classify_images(
             model=loaded.name,
             version=loaded.version,
             variant=loaded.variant,
-            results=answer.results,
+            results=results,
             timings=Timings(
                 decode_ms=answer.decode_s * 1000,
                 queue_ms=answer.queue_s * 1000,

@@ -13,11 +13,17 @@ class Timings(msgspec.Struct):
     batch_size: int  # images in the batch this request ran in
 
 
+class ClassifiedImage(ImageResult, frozen=True):
+    """One image's answer: its top-k labels and its id, for feedback on it (POST /v1/feedback)."""
+
+    prediction_id: str  # pr_<24+ hex>: unique per image classified, whether or not its input is kept
+
+
 class ClassifyResponse(msgspec.Struct):
     model: str
     version: int
     variant: str
-    results: list[ImageResult]  # one per image, in request order
+    results: list[ClassifiedImage]  # one per image, in request order
     timings: Timings
 
 

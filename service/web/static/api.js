@@ -78,6 +78,20 @@ export async function api(path, { method = "GET", json, body, headers, signal } 
   return response.json();
 }
 
+// fetch() a keyed /v1 path that answers a file (a kept image); its Blob, for URL.createObjectURL.
+// An <img src> cannot send the key, so images that need one come through here.
+export async function apiBlob(path, { signal } = {}) {
+  let response;
+  try {
+    response = await fetch(path, { headers: headersWith(), signal, cache: "no-store" });
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw networkError(error);
+  }
+  if (!response.ok) throw await problem(response);
+  return response.blob();
+}
+
 // Split a text/event-stream body into events: {id, type, data} with data parsed as JSON when it is.
 // Yields as events arrive; returns when the server closes the stream.
 export async function* eventStream(path, { lastEventId = null, signal } = {}) {

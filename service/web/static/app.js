@@ -5,11 +5,13 @@ import { ClassifyView } from "./classify.js";
 import { $ } from "./dom.js";
 import { FineTuningView } from "./finetune.js";
 import { ModelsView } from "./models.js";
+import { ReviewView } from "./review.js";
 
 const views = {
   classify: new ClassifyView($("#view-classify")),
   models: new ModelsView($("#view-models")),
   "fine-tuning": new FineTuningView($("#view-fine-tuning")),
+  review: new ReviewView($("#view-review")),
 };
 let current = null;
 

@@ -1,10 +1,20 @@
-// Classify: pick, drop or paste images; one request per batch of images; top-k labels as bars.
+// Classify: pick, drop or paste images; one request per batch of images; top-k labels as bars; under each
+// answer, "wrong? pick the right label" records a correction (POST /v1/feedback, with the image).
 
 import { api } from "./api.js";
 import { $, clearError, fillSelect, h, milliseconds, percent, showError } from "./dom.js";
 
 const RUNS_KEPT = 12;
 const ACCEPTED = new Set(["image/png", "image/jpeg", "image/webp"]);
+
+async function base64(file) {
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  let text = "";
+  for (let start = 0; start < bytes.length; start += 0x8000) {
+    text += String.fromCharCode(...bytes.subarray(start, start + 0x8000));
+  }
+  return btoa(text);
+}
 
 export class ClassifyView {
   constructor(root) {
@@ -145,12 +155,12 @@ export class ClassifyView {
     const timing = h("p", { class: "muted timings" },
       `server ${milliseconds(t.total_ms)} (decode ${milliseconds(t.decode_ms)}, queue ${milliseconds(t.queue_ms)}, ` +
       `compute ${milliseconds(t.compute_ms)} in a batch of ${t.batch_size}); round trip ${milliseconds(roundTrip)}`);
-    const cards = answer.results.map((result, index) => this.card(images[index], result));
+    const cards = answer.results.map((result, index) => this.card(images[index], result, answer));
     return h("section", { class: "run", "aria-label": `${answer.model} v${answer.version}, ${count}` },
       heading, timing, h("div", { class: "cards" }, cards));
   }
 
-  card(file, result) {
+  card(file, result, answer) {
     const url = URL.createObjectURL(file);
     const image = h("img", { src: url, alt: file.name || "pasted image", class: "thumb" });
     image.addEventListener("load", () => {
@@ -170,6 +180,35 @@ export class ClassifyView {
       h("div", { class: "labels" },
         h("p", { class: "file-name", title: file.name }, file.name || "pasted image"),
         result.low_confidence ? h("p", { class: "badge warn" }, "low confidence") : null,
-        h("ol", { class: "top-k" }, rows)));
+        h("ol", { class: "top-k" }, rows),
+        this.correction(file, result, answer)));
+  }
+
+  // "Wrong? pick the right label": choosing one sends it with the image (the server may not have kept it).
+  correction(file, result, answer) {
+    const labels = this.details.get(answer.model)?.labels || result.top.map((p) => p.label);
+    const id = `fix-${result.prediction_id}`;
+    const note = h("span", { class: "muted small fix-note", role: "status" });
+    const select = h("select", { id, class: "fix-label" }, h("option", { value: "" }, "—"),
+      labels.map((label) => h("option", { value: label }, label)));
+    select.addEventListener("change", async () => {
+      if (!select.value) return;
+      select.disabled = true;
+      note.textContent = "sending…";
+      try {
+        const feedback = await api("/v1/feedback", {
+          method: "POST",
+          json: {
+            model: answer.model, version: answer.version, prediction_id: result.prediction_id, label: select.value,
+            image: await base64(file), predicted: result.top.slice(0, 3).map(({ label, probability }) => ({ label, probability })),
+          },
+        });
+        note.textContent = `recorded as a ${feedback.kind}, thank you`;
+      } catch (error) {
+        select.disabled = false;
+        note.textContent = error.words || error.message;
+      }
+    });
+    return h("div", { class: "fix" }, h("label", { for: id }, "Wrong? Pick the right label"), select, note);
   }
 }

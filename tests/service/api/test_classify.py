@@ -74,8 +74,10 @@ def test_raw_body_and_base64_json_give_the_same_answer(server: str, png: bytes) 
     raw = httpx.post(classify_url(server, top_k=3), content=png, headers={"content-type": "image/png"})
     as_json = httpx.post(classify_url(server, top_k=3), json={"images": [base64.b64encode(png).decode()]})
     assert raw.status_code == as_json.status_code == 200
-    assert raw.json()["results"] == as_json.json()["results"]
-    assert len(raw.json()["results"][0]["top"]) == 3
+    (from_raw,), (from_json,) = raw.json()["results"], as_json.json()["results"]
+    assert from_raw.pop("prediction_id") != from_json.pop("prediction_id")  # one id per image classified
+    assert from_raw == from_json
+    assert len(from_raw["top"]) == 3
 
 
 def test_version_and_alias_choose_what_runs(server: str, png: bytes) -> None:

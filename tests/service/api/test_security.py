@@ -67,6 +67,15 @@ SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/fine-tuning/jobs/{job_id:str}/events"): "train",
     ("GET", "/v1/fine-tuning/jobs/{job_id:str}/metrics"): "train",
     ("GET", "/v1/fine-tuning/jobs/{job_id:str}/checkpoints"): "train",
+    ("POST", "/v1/feedback"): "train",
+    ("GET", "/v1/feedback"): "train",
+    ("DELETE", "/v1/feedback"): "train",
+    ("GET", "/v1/feedback/{feedback_id:str}/image"): "train",
+    ("DELETE", "/v1/feedback/{feedback_id:str}"): "train",
+    ("GET", "/v1/models/{name:str}/review"): "train",
+    ("GET", "/v1/models/{name:str}/review/{prediction_id:str}/image"): "train",
+    ("DELETE", "/v1/models/{name:str}/review/{prediction_id:str}"): "train",
+    ("POST", "/v1/datasets/from-feedback"): "train",
     ("GET", "/healthz/live"): None,
     ("GET", "/healthz/ready"): None,
     ("GET", "/metrics"): None,
@@ -91,10 +100,19 @@ SCOPES: dict[tuple[str, str], str | None] = {
     ("HEAD", "/ui/static/*"): None,
 }
 PUBLIC_PREFIXES = ("/schema",)  # the OpenAPI description and its viewers
-VALUES = {"name": "fashion-mnist", "version": "1", "dataset_id": "ds_0123456789abcdef", "job_id": "ft_0123"}
+VALUES = {
+    "name": "fashion-mnist",
+    "version": "1",
+    "dataset_id": "ds_0123456789abcdef",
+    "job_id": "ft_0123",
+    "feedback_id": "fb_0123456789abcdef",
+    "prediction_id": "pr_0123456789abcdef01234567",
+}
 BODIES = {  # bodies Litestar validates before the handler runs (and so before the key is looked at)
     "/v1/models/{name:str}/promote": {"version": 1},
     "/v1/fine-tuning/jobs": {"base_model": "fashion-mnist", "dataset": "ds_0123456789abcdef"},
+    "/v1/feedback": {"model": "fashion-mnist", "label": "Bag", "prediction_id": "pr_0123456789abcdef01234567"},
+    "/v1/datasets/from-feedback": {"model": "fashion-mnist"},
 }
 
 
