@@ -21,9 +21,9 @@ import redis
 
 pytest.importorskip("torch")  # the worker trains; the small model and dataset come from the training fixtures
 
-from tests.redis_server import free_port  # noqa: E402
-from tests.training.worker.conftest import dataset_zip  # noqa: E402
-from tests.training.worker.test_app import EVERY_EPOCH, sneaker_png  # noqa: E402
+from tests.redis_server import free_port
+from tests.training.worker.conftest import dataset_zip
+from tests.training.worker.test_app import EVERY_EPOCH, sneaker_png
 
 __all__ = ["dataset_zip"]
 # Heartbeats fast enough for a test, and a worker counted lost only after a Redis restart's outage is over
