@@ -244,3 +244,25 @@ def test_sigterm_stops_the_api_then_the_workers_then_redis_and_exits_0(up: Up) -
     redis_folder = up.folder / "var" / "redis"
     assert (redis_folder / "dump.rdb").is_file()  # saved on the way out
     assert list((redis_folder / "appendonlydir").glob("*.manifest")), list(redis_folder.iterdir())
+
+
+def test_with_imgcls_redis_url_it_uses_that_redis_and_starts_none(
+    trained_repository: Path, tmp_path: Path, redis_url: str
+) -> None:
+    shutil.copytree(trained_repository, tmp_path / "models")
+    port = free_port()
+    env = {**environment(tmp_path), "IMGCLS_REDIS_URL": redis_url}
+    process = imgcls_up(tmp_path, env, "--port", str(port), "--job-workers", "0")
+    own = Up(process, tmp_path, f"http://127.0.0.1:{port}", port, {}, tmp_path / "up.stderr")
+    try:
+        own.wait_for(r"^imgcls up: logs in ")
+        assert f"imgcls up: redis     {redis_url} (IMGCLS_REDIS_URL: not started here)" in own.output()
+        assert "no fine-tuning worker (--job-workers 0)" in own.output()
+        assert own.children()["redis"] == [] and own.children()["worker"] == []
+        ready = own.ready()
+        assert ready["redis"] == "ok" and ready["job_workers"] == 0, ready
+        assert own.classify().status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, own.output()
+    assert not (tmp_path / "var" / "redis").exists()
