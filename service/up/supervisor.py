@@ -4,7 +4,8 @@
   all the others start together, and are waited for. A part that exits or is not ready in time while
   starting raises ``PartFailed`` (the caller then stops the others).
 - **Watch.** A part that exits is started again after a back-off (1, 2, 4, ... up to 30 s; back to 1 s once
-  it ran for a minute), each time said in one line, and said again once it is ready.
+  it ran for a minute), each time said in one line, and said again once it is ready. What it left running
+  in its session (a worker's pool process) is killed first, so the new one starts alone.
 - **Stop.** Kind by kind, in the reverse order of the list (``imgcls up``: the API, then the workers, then
   Redis): SIGTERM to every part of the kind, then a wait of up to ``stop_timeout_s``. A part still running
   then, or as soon as ``hurry`` is set (a second Ctrl+C), gets ``hurry_signal`` (a worker: SIGQUIT, so
@@ -156,6 +157,9 @@ class Supervisor:
     def died(self, part: Part, code: int, now: float) -> None:
         part.quick_deaths = part.quick_deaths + 1 if now - part.started_at < STABLE_S else 1
         delay = min(MAX_BACKOFF_S, 2.0 ** (part.quick_deaths - 1))
+        assert part.process is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # what it left in its session: a pool child
+            os.killpg(part.process.pid, signal.SIGKILL)
         part.process, part.is_ready, part.restart_at = None, False, now + delay
         self.say(
             f"{part.name} exited ({exit_words(code)}): {last_line(part.log)}; restarting it in {delay:g} s "

@@ -60,17 +60,13 @@ class Up:
     def children(self) -> dict[str, list[int]]:
         """The processes ``up`` started, by part: redis, api, worker."""
         found: dict[str, list[int]] = {"redis": [], "api": [], "worker": []}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
+        for pid in children_of(self.process.pid):
             try:
-                parent = int(stat.read_text().rpartition(")")[2].split()[1])
-                command = (stat.parent / "cmdline").read_bytes().split(b"\0")
-            except (OSError, IndexError):
+                words = [word.decode() for word in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")]
+            except OSError:
                 continue
-            if parent != self.process.pid:
-                continue
-            words = [word.decode() for word in command]
             kind = "redis" if "redis-server" in words[0] else "api" if "serve" in words else "worker"
-            found[kind].append(int(stat.parent.name))
+            found[kind].append(pid)
         return found
 
     def ready(self) -> dict[str, Any]:
@@ -87,6 +83,17 @@ class Up:
         return httpx.post(
             f"{self.url}/v1/models/{model}/classify", content=sneaker_png(), headers={"Content-Type": "image/png"}
         )
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
 
 
 def imgcls_up(folder: Path, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
@@ -183,11 +190,14 @@ def test_a_job_finishes_although_redis_is_killed_while_it_trains(up: Up, dataset
 
 def test_a_killed_worker_is_restarted(up: Up) -> None:
     [worker_pid] = up.children()["worker"]
+    pool = children_of(worker_pid)
+    assert pool, "the worker has a pool process"
     seen = len(up.output())
-    os.killpg(worker_pid, signal.SIGKILL)  # the worker and its pool: a crash
+    os.kill(worker_pid, signal.SIGKILL)  # the worker's main process crashes, not its pool process
     up.wait_for(r"^imgcls up: worker 1 exited \(killed by SIGKILL\): .*; restarting it in 1 s", 10, after=seen)
     back = up.wait_for(r"^imgcls up: worker 1 +ready \(pid (\d+)\)$", after=seen)
     assert int(back[1]) != worker_pid and up.children()["worker"] == [int(back[1])]
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pool)  # no orphan trains beside the new worker
     up.wait(lambda: up.ready()["job_workers"] == 1, "the dead worker's presence expires")
 
 
