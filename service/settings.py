@@ -111,6 +111,12 @@ class ServiceSettings(JobSettings):
     watch_interval_s: float = Field(default=2.0, gt=0)  # poll aliases and new versions this often
 
 
+class UpSettings(ServiceSettings):
+    """``imgcls up``: the API (the settings above), its fine-tuning workers and, without IMGCLS_REDIS_URL, Redis."""
+
+    var_dir: Path = Path("var")  # IMGCLS_VAR_DIR: imgcls up's own files: redis/ (the embedded Redis), logs/
+
+
 class NoApiKeys(ValueError):
     """Auth is on and no key is configured: the server would refuse every request."""
 

@@ -16,6 +16,7 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.affinity import claim_core
 from service.api import health, web
@@ -56,7 +57,8 @@ def quiet_garbage_collector() -> None:
 
 def create_app(settings: ServiceSettings) -> Litestar:
     """The API, built from ``settings`` alone (``imgcls serve`` builds and validates them once per server)."""
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None  # connects on first use
+    # connects on first use; a connection Redis closed (it restarted) is replaced and the command sent again
+    redis = Redis.from_url(settings.redis_url, retry_on_error=[RedisConnectionError]) if settings.redis_url else None
     limiter = RateLimiter(settings.rate_limit_per_minute, redis)
     auth = Authenticator(enabled=settings.auth_enabled, keys=settings.api_keys, limiter=limiter)
     metrics = Metrics()

@@ -1,5 +1,5 @@
 """``imgcls``: one command line. This package holds the group and the service's commands (serve, classify,
-api-key, jobs), which run without the training package; training's commands (train, evaluate, ..., worker)
+api-key, jobs, up), which run without the training package; training's commands (train, evaluate, ..., worker)
 join the group when the training package and torch are installed (``training.cli.TRAINING``).
 
 Commands are imported only when used, so ``imgcls models list`` does not pay for torch. ``imgcls --help``
@@ -24,6 +24,7 @@ from service.inference.errors import InferenceError
 from service.jobs.errors import InvalidJob, JobError
 from service.repository import RepositoryError
 from service.settings import describe_invalid
+from service.up.errors import CannotStart
 
 SERVICE = CommandSet(
     commands={
@@ -43,8 +44,14 @@ SERVICE = CommandSet(
         "jobs": LazyCommand(
             "service.cli.jobs", "jobs", "Submit, list, watch and cancel fine-tuning jobs on an API server."
         ),
+        "up": LazyCommand(
+            "service.cli.up",
+            "up",
+            "Run Redis, the API and fine-tuning workers on this machine as one unit.",
+            runs_models=True,
+        ),
     },
-    user_errors=(RepositoryError, InferenceError, JobError),
+    user_errors=(RepositoryError, InferenceError, JobError, CannotStart),
     usage_errors=(InvalidJob, ImportRejected),
     needs=frozenset(),
 )

@@ -10,6 +10,8 @@ Keys (``<id>`` is a job id, ``ft_<12 hex of the creation time in ms><10 hex>``, 
     imgcls:job:<id>:cancel          present once a cancel was asked for (the training loop polls it)
     imgcls:job:<id>:alive:<name>    a worker's heartbeat for the trial (its index) or "finish" it runs; expires after
                                     job_lost_after_s
+    imgcls:workers                  set of the names of the workers that said they run (``worker_name``)
+    imgcls:worker:<name>            a running worker's presence; expires after job_lost_after_s (readiness counts them)
 
 A status change and the events that tell it are written in one transaction, so the log and the record
 never disagree. Every Redis failure surfaces as ``JobStoreUnavailable``.
@@ -20,7 +22,9 @@ and ``current_status`` are the two reads the API's live event stream makes on it
 
 import contextlib
 import json
+import os
 import secrets
+import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -38,6 +42,7 @@ PREFIX = "imgcls:job:"
 INDEX = "imgcls:jobs"
 ACTIVE = "imgcls:jobs:active"
 FINISHED_COUNTS = "imgcls:jobs:finished"
+WORKERS = "imgcls:workers"
 EVENTS_KEPT = 10_000
 ID_CHARS = 3 + 12 + 10
 
@@ -48,6 +53,11 @@ def new_job_id() -> str:
 
 def is_job_id(value: str) -> bool:
     return len(value) == ID_CHARS and value.startswith("ft_") and all(c in "0123456789abcdef" for c in value[3:])
+
+
+def worker_name(pid: int | None = None) -> str:
+    """How a worker process is named in Redis (its heartbeats and its presence): host and process id."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
 
 
 def job_key(job_id: str) -> str:
@@ -279,6 +289,33 @@ class JobStore:
     def alive(self, job_id: str, name: str) -> bool:
         with talking_to_redis(self.url):
             return bool(self.client.exists(f"{job_key(job_id)}:alive:{name}"))
+
+    # ---------------------------------------------------------------- which workers run
+
+    def worker_present(self, name: str, ttl_s: float) -> None:
+        """Worker ``name`` runs (said again before ``ttl_s`` runs out, or it counts as gone)."""
+        with talking_to_redis(self.url):
+            pipe = self.client.pipeline()
+            pipe.sadd(WORKERS, name)
+            pipe.set(f"imgcls:worker:{name}", now(), px=int(ttl_s * 1000))
+            pipe.execute()
+
+    def worker_left(self, name: str) -> None:
+        with talking_to_redis(self.url):
+            pipe = self.client.pipeline()
+            pipe.srem(WORKERS, name)
+            pipe.delete(f"imgcls:worker:{name}")
+            pipe.execute()
+
+    def live_workers(self) -> list[str]:
+        """The names of the workers whose presence has not expired (forgetting those that vanished)."""
+        with talking_to_redis(self.url):
+            names = sorted(member.decode() for member in self.client.smembers(WORKERS))
+            present = self.client.mget([f"imgcls:worker:{name}" for name in names]) if names else []
+            gone = [name for name, value in zip(names, present, strict=True) if value is None]
+            if gone:
+                self.client.srem(WORKERS, *gone)
+        return [name for name, value in zip(names, present, strict=True) if value is not None]
 
     def ping(self) -> None:
         with talking_to_redis(self.url):

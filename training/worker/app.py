@@ -10,13 +10,16 @@ Delivery rules (docs/operations.md explains them):
   and memory never accumulates across jobs.
 - Redis going away does not stop a running trial: the worker reconnects and the trial records its outcome
   once Redis is back.
+- from start to stop the worker says in Redis that it runs (``presence.py``): readiness counts live workers.
 """
 
 from celery import Celery, Task
 
 from service.jobs.errors import JobStoreUnavailable
 from service.jobs.queue import FINISH_JOB, RUN_TRIAL, celery_config
+from service.jobs.store import JobStore
 from training.settings import TrainingSettings
+from training.worker.presence import presence_step
 from training.worker.runner import JobRunner
 
 HARD_LIMIT_MARGIN_S = 60
@@ -42,6 +45,8 @@ def create_worker_app(settings: TrainingSettings, *, concurrency: int = 1) -> Ce
         worker_cancel_long_running_tasks_on_connection_loss=False,  # and keep the running trial going
         worker_hijack_root_logger=False,
     )
+    store = JobStore(settings.redis_url)
+    app.steps["worker"].add(presence_step(store, interval_s=settings.job_heartbeat_s, ttl_s=settings.job_lost_after_s))
 
     @app.task(name=RUN_TRIAL, bind=True)
     def run_trial(task: Task, job_id: str, index: int) -> None:

@@ -6,19 +6,13 @@ is retried at the next interval; training goes on.
 """
 
 import logging
-import os
-import socket
 import threading
 from types import TracebackType
 
 from service.jobs.errors import JobStoreUnavailable
-from service.jobs.store import JobStore
+from service.jobs.store import JobStore, worker_name
 
 log = logging.getLogger(__name__)
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Heartbeat:

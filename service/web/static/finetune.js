@@ -20,6 +20,8 @@ export class FineTuningView {
   constructor(root) {
     this.root = root;
     this.error = $("#ft-error", root);
+    this.workers = $("#ft-workers", root);
+    this.noWorker = false; // readiness counted no live fine-tuning worker
     this.datasetForm = $("#dataset-form", root);
     this.datasetFile = $("#dataset-file", root);
     this.datasetName = $("#dataset-name", root);
@@ -76,7 +78,7 @@ export class FineTuningView {
       ]);
       fillSelect(this.base, models.map((m) => [m.name, m.name]));
       this.setDatasets(datasets);
-      await Promise.all([this.loadBaseVersions(), this.loadRecent()]);
+      await Promise.all([this.loadBaseVersions(), this.loadRecent(), this.loadWorkers()]);
     } catch (error) {
       showError(this.error, error);
     }
@@ -97,6 +99,25 @@ export class FineTuningView {
       if (input.value === "") input.value = field.default; // not over what the user typed meanwhile
     }
     this.hyperparameters = schema;
+  }
+
+  // Whether a worker will take a job: readiness counts the live fine-tuning workers (job_workers; absent
+  // without Redis, when the job routes say so themselves). 503 (models still loading) has the same body.
+  async loadWorkers() {
+    let ready;
+    try {
+      const response = await fetch("/healthz/ready", { cache: "no-store" });
+      ready = await response.json();
+    } catch {
+      return; // the API's own errors show where they happen
+    }
+    this.noWorker = ready.job_workers === 0;
+    this.workers.hidden = !this.noWorker;
+    this.workers.textContent = this.noWorker
+      ? "No fine-tuning worker is running: a job you start waits in the queue until one starts "
+        + "(imgcls up starts them; or run imgcls worker with the same IMGCLS_REDIS_URL)."
+      : "";
+    if (this.job && this.job.status === "queued") this.showJob(this.job);
   }
 
   setDatasets(datasets, chosen = null) {
@@ -215,6 +236,7 @@ export class FineTuningView {
     button.disabled = true;
     try {
       const job = await api("/v1/fine-tuning/jobs", { method: "POST", json: body });
+      await this.loadWorkers();
       this.watch(job);
       this.loadRecent();
       $("#watch-title", this.root).scrollIntoView({ behavior: "smooth", block: "start" });
@@ -347,7 +369,7 @@ export class FineTuningView {
       const done = job.trials.reduce((sum, t) => sum + (t.epochs_completed || 0), 0);
       parts.push(` · stopped after ${done} epoch${done === 1 ? "" : "s"}; nothing was published`);
     } else if (job.status === "queued") {
-      parts.push(" · waiting for a worker");
+      parts.push(this.noWorker ? " · no worker is running to take it (see above)" : " · waiting for a worker");
     }
     this.status.replaceChildren(...parts);
     this.status.dataset.status = job.status;

@@ -1,10 +1,14 @@
+import asyncio
 import re
+import time
 from pathlib import Path
 
 import httpx
 
+from service.api.app import create_app
+from service.jobs.store import JobStore
 from service.settings import ServiceSettings
-from tests.redis_server import free_port
+from tests.redis_server import free_port, redis_server
 from tests.service.api.server import running_server
 
 
@@ -60,3 +64,41 @@ def test_ready_shows_a_redis_that_does_not_answer_and_stays_ready(service_settin
 def test_ready_says_redis_is_ok(service_settings: ServiceSettings, redis_url: str) -> None:
     with running_server(service_settings.model_copy(update={"redis_url": redis_url})) as server:
         assert httpx.get(f"{server}/healthz/ready").json()["redis"] == "ok"
+
+
+def test_ready_counts_the_live_fine_tuning_workers(service_settings: ServiceSettings, redis_url: str) -> None:
+    store = JobStore(redis_url)
+    with running_server(service_settings.model_copy(update={"redis_url": redis_url})) as server:
+
+        def workers() -> int:
+            count: int = httpx.get(f"{server}/healthz/ready").json()["job_workers"]
+            return count
+
+        before = workers()
+        store.worker_present("test-host:1", ttl_s=60)
+        store.worker_present("test-host:2", ttl_s=0.2)  # a worker that was killed: its presence expires
+        assert workers() == before + 2
+        time.sleep(0.3)
+        assert workers() == before + 1
+        store.worker_left("test-host:1")  # a worker that stopped cleanly
+        assert workers() == before
+    store.close()
+
+
+def test_the_apis_redis_client_outlives_a_redis_restart(service_settings: ServiceSettings, tmp_path: Path) -> None:
+    """Redis killed and started again: the API's pooled connection is dead, and the next command (readiness'
+    ping, a rate limit, an event stream) gets a new one instead of failing once."""
+    with redis_server(tmp_path) as redis:
+        app = create_app(service_settings.model_copy(update={"redis_url": redis.url}))
+        client = app.state.imgcls.redis
+
+        async def restart_between_two_pings() -> None:
+            assert await client.ping()
+            assert redis.process is not None
+            redis.process.kill()
+            redis.process.wait()
+            redis.start()
+            assert await client.ping()
+            await client.aclose()
+
+        asyncio.run(restart_between_two_pings())

@@ -36,7 +36,7 @@ def imgcls_without_training(
 def test_help_lists_the_training_commands_where_they_can_run() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0, result.output
-    for name in ("serve", "classify", "api-key", "jobs", "train", "fine-tune", "models", "worker"):
+    for name in ("serve", "up", "classify", "api-key", "jobs", "train", "fine-tune", "models", "worker"):
         assert f"\n  {name} " in result.output
     assert "pip install" not in result.output
 
@@ -66,7 +66,7 @@ def test_without_an_inference_runtime_the_model_commands_say_which_extra_to_inst
     assert jobs.returncode == 0 and "submit" in jobs.stdout, jobs.stderr
 
 
-def test_without_the_training_package_the_service_commands_run_alone() -> None:
+def test_without_the_training_package_the_service_commands_run_alone(tmp_path: Path) -> None:
     serve = imgcls_without_training("serve", "--help")
     assert serve.returncode == 0, serve.stderr
     assert "--workers" in serve.stdout
@@ -83,8 +83,16 @@ def test_without_the_training_package_the_service_commands_run_alone() -> None:
     assert train.returncode == 2
     assert train.stderr.strip() == (
         "error: no command 'train' here: this installation has the service's only (serve, classify, api-key, "
-        "jobs); training's commands need pip install 'imgcls[train]'"
+        "jobs, up); training's commands need pip install 'imgcls[train]'"
     )
+
+    up = imgcls_without_training("up", "--no-auth", cwd=tmp_path)  # its workers would need training
+    assert up.returncode == 1
+    assert up.stderr.strip() == (
+        "error: imgcls up starts fine-tuning workers, which need the training dependencies: pip install "
+        "'imgcls[train]'; or run imgcls up --job-workers 0 (classification only: jobs wait in the queue)"
+    )
+    assert up.stdout.splitlines()[-1] == "imported: []" and not (tmp_path / "var").exists()  # nothing started
 
 
 def test_a_training_command_answers_a_user_problem_in_one_line(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ Each view is saved as a screenshot under var/screenshots/ (printed at the end of
 import io
 import re
 import shutil
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -298,3 +299,28 @@ def photo() -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def test_without_a_live_worker_the_fine_tuning_tab_says_jobs_would_wait(
+    stack_factory: Callable[..., Stack], browser: Any
+) -> None:
+    expect = sync_api.expect
+    stack = stack_factory(workers=0)
+    page, problems = new_page(browser, WIDE)
+    page.goto(f"{stack.url}/ui#fine-tuning")
+    notice = page.locator("#ft-workers")
+    expect(notice).to_have_text(
+        "No fine-tuning worker is running: a job you start waits in the queue until one starts "
+        "(imgcls up starts them; or run imgcls worker with the same IMGCLS_REDIS_URL)."
+    )
+    page.screenshot(path=SCREENSHOTS / "fine-tuning-no-worker.png")
+
+    stack.start_worker()
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while httpx.get(f"{stack.url}/healthz/ready").json()["job_workers"] != 1:
+        assert time.monotonic() < deadline, stack.logs()
+        time.sleep(0.2)
+    page.click("nav a[href='#models']")
+    page.click("nav a[href='#fine-tuning']")  # the tab asks again each time it is shown
+    expect(notice).to_be_hidden()
+    assert problems == []
