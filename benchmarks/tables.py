@@ -199,6 +199,15 @@ def photos(results: list[Result]) -> list[str]:
     return [*lines, "", source_line(result)]
 
 
+def flat(value: Any) -> str:
+    """A nested figure on one line: {"a": 1, "b": {"c": 2}} -> "(a 1, b (c 2))"."""
+    if isinstance(value, dict):
+        return "(" + ", ".join(f"{key} {flat(item)}" for key, item in value.items()) + ")"
+    if isinstance(value, list):
+        return ", ".join(flat(item) for item in value)
+    return str(value)
+
+
 def gpu(results: list[Result]) -> list[str]:
     (result,) = results
     lines = ["| check | result |", "|---|---|"]
@@ -206,7 +215,7 @@ def gpu(results: list[Result]) -> list[str]:
         if section.get("skipped"):
             shown = f"not run: {section['skipped']}"
         else:
-            shown = "; ".join(f"{key} {value}" for key, value in section.items() if key not in ("ok", "details"))
+            shown = "; ".join(f"{key} {flat(value)}" for key, value in section.items() if key != "ok")
             shown = ("**pass** " if section.get("ok") else "**FAIL** " if "ok" in section else "") + shown
         lines.append(f"| {name} | {shown} |")
     return [*lines, "", f"{result['device']}. {source_line(result)}"]
