@@ -17,7 +17,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 MODEL_ROOT=${MODEL_ROOT:-$REPO/var/benchmarks/finetune/models}
 MODEL=${MODEL:-fashion-mnist-7}
 IMAGE=${IMAGE:-$REPO/var/benchmarks/serve_load/fashion-mnist-0-28x28.png}  # written by benchmarks/serve_load.py
-LUA=$REPO/../shared/peers/multipart.lua
+LUA=$REPO/benchmarks/multipart.lua
 PORT=${PORT:-18765}
 URL=http://127.0.0.1:$PORT/v1/models/$MODEL/classify
 echo "# $(date -u +%FT%TZ), $(nproc) cores,$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2); $(uptime)"

@@ -20,13 +20,13 @@ after says how busy the machine was.
 import argparse
 import io
 import json
-import os
 import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import record
 import torch
 import yaml
 from PIL import Image
@@ -110,9 +110,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=Path("var/benchmarks/finetune"), help="models, data, runs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a hyperparameter")
+    record.add_arguments(parser, "finetune")
     args = parser.parse_args()
+    begun = record.begin(args.result_name, args)
     settings = TrainingSettings(model_root=args.root / "models", runs_dir=args.root / "runs")
-    load_before = os.getloadavg()[0]
     base_version, base_seconds = seven_class_base(settings)
     folder = args.root / "data" / "fmnist-3"
     if not folder.is_dir():
@@ -157,8 +158,8 @@ def main() -> None:
         "official_test_accuracy": onnx_accuracy_on_official_test(settings, result.published.path, manifest),
         "hyperparameters": result.config.to_dict(),
         "torch_threads": torch.get_num_threads(),
-        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
+    record.save(begun, figures, args.results_dir)
     print(json.dumps(figures))
 
 

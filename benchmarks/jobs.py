@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import record
 from finetune import BASE_NAME, seven_class_base, write_dataset
-from serve_load_tools import Server, free_port, launch, load_average
+from serve_load_tools import Server, free_port, launch
 
 from training.settings import TrainingSettings
 
@@ -216,9 +217,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=Path("var/benchmarks/finetune"), help="models, data, runs")
     parser.add_argument("--burst", type=int, default=10, help="jobs submitted at once after the first (0: none)")
+    record.add_arguments(parser, "jobs")
     args = parser.parse_args()
+    result = record.begin(args.result_name, args)
     run = prepare(args.root.resolve(), "jobs-run")
-    load_before = load_average()
     with (
         running_stack(run.work) as stack,
         httpx.Client(base_url=f"http://127.0.0.1:{stack.port}", timeout=60) as client,
@@ -237,7 +239,7 @@ def main() -> None:
         }
         if args.burst:
             figures["burst"] = burst(client, dataset.json()["id"], args.burst)
-    figures["load_average_1m"] = [load_before, load_average()]
+    record.save(result, figures, args.results_dir)
     print(json.dumps(figures))
 
 

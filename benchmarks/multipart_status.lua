@@ -1,7 +1,7 @@
 -- wrk script: POST one image as multipart/form-data and count the responses by status.
 -- usage: IMAGE=path FIELD=images wrk -s multipart_status.lua -t2 -c128 -d15s http://127.0.0.1:PORT/path
 --
--- The request is built as in ../../shared/peers/multipart.lua. After wrk's summary it prints one line:
+-- The request is built as in multipart.lua beside it. After wrk's summary it prints one line:
 --   statuses=200:N,503:M retry_after_missing=K p50_ms=... p99_ms=...
 -- retry_after_missing counts 503 answers without a Retry-After header. wrk's latency percentiles cover
 -- every answer (fast 503s included); wrk's Lua callbacks never see a request's latency, so the latency of

@@ -27,6 +27,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' photo and weights makers
 
+import record
+import tables
+
 from tests.training.synthetic_photos import photo_folder
 from tests.training.torchvision_files import torchvision_file
 
@@ -65,23 +68,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--architectures", default="resnet18,mobilenet_v3_small")
     parser.add_argument("--root", type=Path, default=Path("var/benchmarks/photos"))
-    parser.add_argument("--json", type=Path, help="also write the result here")
+    record.add_arguments(parser, "photos")
     args = parser.parse_args()
+    begun = record.begin(args.result_name, args)
     photos = args.root / "photos"
     if not photos.is_dir():
         photo_folder(photos, 40, seed=0)
-    load_before = os.getloadavg()[0]
     runs = [measure(name, args.root, photos) for name in args.architectures.split(",")]
     result = {
-        "machine": {"cpu_count": os.cpu_count(), "load_average_1m": [load_before, os.getloadavg()[0]]},
         "dataset": {"photos": 120, "per_class": 40, "seed": 0},
         "command": ["imgcls", "fine-tune", "--base", "ARCH-imagenet", "--data", "photos", *FINE_TUNE],
         "runs": runs,
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n", encoding="utf-8")
+    print(tables.render_file(record.save(begun, result, args.results_dir), "photos"))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import record
 import torch
 from onnxruntime.quantization import QuantType
 from PIL import Image
@@ -166,7 +167,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=3.0, help="per model per round")
     parser.add_argument("--compare-formats", action="store_true", help="also time the formats in OTHER_FORMATS")
+    record.add_arguments(parser, "quantized")
     args = parser.parse_args()
+    begun = record.begin(args.result_name, args)
 
     root = args.root.resolve()
     tree = root / "data" / "digits-rgb"
@@ -226,55 +229,50 @@ def main() -> None:
     ratios = [i / f for f, i in zip(rounds["fp32"], rounds["int8"], strict=True)]
     quiet = [index for index, other in enumerate(others) if other < QUIET_CORES]
 
-    print(
-        json.dumps(
-            {
-                "model": f"{args.name} v{version} ({manifest.architecture}, input {list(manifest.input.shape)})",
-                "cpu": cpu_name(),
-                "threads": THREADS,
-                "batch": BATCH_SIZE,
-                "fp32_images_per_second": rounds["fp32"],
-                "int8_images_per_second": rounds["int8"],
-                "median_fp32": round(median["fp32"], 1),
-                "median_int8": round(median["int8"], 1),
-                "speedup": round(median["int8"] / median["fp32"], 2),
-                "speedup_per_round": [round(r, 2) for r in ratios],
-                "median_speedup_per_round": round(statistics.median(ratios), 2),
-                "other_processes_cores_per_round": others,
-                "quiet_rounds": len(quiet),
-                "quiet_median_fp32": round(statistics.median(rounds["fp32"][i] for i in quiet), 1) if quiet else None,
-                "quiet_median_int8": round(statistics.median(rounds["int8"][i] for i in quiet), 1) if quiet else None,
-                "quiet_median_speedup_per_round": round(statistics.median(ratios[i] for i in quiet), 2)
-                if quiet
-                else None,
-                "fp32_test_accuracy_torch": manifest.metrics["test_accuracy"],
-                "fp32_test_accuracy_onnxruntime": test_accuracy["fp32"],
-                "int8_test_accuracy": test_accuracy["int8"],
-                "accuracy_drop_points": round(100 * (test_accuracy["fp32"] - test_accuracy["int8"]), 2),
-                "top1_agreement": variant.metrics["top1_agreement"],
-                "test_images": len(images.test[1]),
-                "method": variant.method,
-                "int8_kernels": kernel_counts(paths["int8"], batch),
-                "file_mb": {
-                    "fp32": round(paths["fp32"].stat().st_size / 1e6, 1),
-                    "int8": round(paths["int8"].stat().st_size / 1e6, 1),
-                },
-                "other_formats": {
-                    label: {
-                        "median_images_per_second": round(median[label], 1),
-                        "images_per_second": rounds[label],
-                        "speedup": round(median[label] / median["fp32"], 2),
-                        "test_accuracy": test_accuracy[label],
-                        "kernels": kernel_counts(paths[label], batch),
-                    }
-                    for label in OTHER_FORMATS
-                    if label in paths
-                },
-                "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
-            },
-            indent=2,
-        )
-    )
+    figures = {
+        "model": f"{args.name} v{version} ({manifest.architecture}, input {list(manifest.input.shape)})",
+        "cpu": cpu_name(),
+        "threads": THREADS,
+        "batch": BATCH_SIZE,
+        "fp32_images_per_second": rounds["fp32"],
+        "int8_images_per_second": rounds["int8"],
+        "median_fp32": round(median["fp32"], 1),
+        "median_int8": round(median["int8"], 1),
+        "speedup": round(median["int8"] / median["fp32"], 2),
+        "speedup_per_round": [round(r, 2) for r in ratios],
+        "median_speedup_per_round": round(statistics.median(ratios), 2),
+        "other_processes_cores_per_round": others,
+        "quiet_rounds": len(quiet),
+        "quiet_median_fp32": round(statistics.median(rounds["fp32"][i] for i in quiet), 1) if quiet else None,
+        "quiet_median_int8": round(statistics.median(rounds["int8"][i] for i in quiet), 1) if quiet else None,
+        "quiet_median_speedup_per_round": round(statistics.median(ratios[i] for i in quiet), 2) if quiet else None,
+        "fp32_test_accuracy_torch": manifest.metrics["test_accuracy"],
+        "fp32_test_accuracy_onnxruntime": test_accuracy["fp32"],
+        "int8_test_accuracy": test_accuracy["int8"],
+        "accuracy_drop_points": round(100 * (test_accuracy["fp32"] - test_accuracy["int8"]), 2),
+        "top1_agreement": variant.metrics["top1_agreement"],
+        "test_images": len(images.test[1]),
+        "method": variant.method,
+        "int8_kernels": kernel_counts(paths["int8"], batch),
+        "file_mb": {
+            "fp32": round(paths["fp32"].stat().st_size / 1e6, 1),
+            "int8": round(paths["int8"].stat().st_size / 1e6, 1),
+        },
+        "other_formats": {
+            label: {
+                "median_images_per_second": round(median[label], 1),
+                "images_per_second": rounds[label],
+                "speedup": round(median[label] / median["fp32"], 2),
+                "test_accuracy": test_accuracy[label],
+                "kernels": kernel_counts(paths[label], batch),
+            }
+            for label in OTHER_FORMATS
+            if label in paths
+        },
+        "load_1min_before_timing": round(load_before, 2),
+    }
+    record.save(begun, figures, args.results_dir)
+    print(json.dumps(figures, indent=2))
     shutil.rmtree(scratch)
 
 

@@ -5,14 +5,17 @@
 
 "Training time" is the sum of the epochs' training-loop seconds (what the <= 3 minute target is about);
 "wall time" adds data loading, validation, calibration, testing and the ONNX export with its parity check.
-Nothing is published: the run folder goes to a temporary directory unless --keep is given.
+Nothing is published: the run folder goes to a temporary directory unless --keep is given. The result goes
+to benchmarks/results/recipe-<date>.json (--name: e.g. recipe-best-cpu), whose table docs/benchmarks.md shows.
 """
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
+
+import record
+import tables
 
 from training.config import build_config, read_config_file
 from training.reporting import read_history
@@ -24,7 +27,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, help="YAML/TOML recipe (default: the built-in default recipe)")
     parser.add_argument("--keep", type=Path, help="keep the run folder here")
+    record.add_arguments(parser, "recipe")
     args = parser.parse_args()
+    begun = record.begin(args.result_name, args)
     config = build_config(read_config_file(args.config) if args.config else {}, {"publish": False})
     scratch = Path(tempfile.mkdtemp(prefix="imgcls-recipe-"))
     run_dir = args.keep or scratch / "run"
@@ -44,7 +49,7 @@ def main() -> None:
         "images_per_second": round(sum(row["images_per_second"] for row in history) / len(history), 1),
         "run_dir": str(run_dir),
     }
-    print(json.dumps(figures))
+    print(tables.render_file(record.save(begun, figures, args.results_dir), "recipe"))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Everything here runs beside the servers on the same machine; see serve_load.py f
 """
 
 import contextlib
+import gzip
 import http.client
 import math
 import os
@@ -17,17 +18,20 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.api.fastpath.tally import FLUSH_INTERVAL_S
+from training.settings import TrainingSettings
 
 BOUNDARY = "----imgclsbench7d3f"  # as in the lua scripts
 QUIET_LOAD = 0.5  # 1-minute load average above which the figures are not worth keeping
 OTHERS_TOLERATED = 0.1  # cores used by other processes during a run, above which the run is flagged
+TEST_IMAGES = "t10k-images-idx3-ubyte"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+T = TypeVar("T")
 
 
 def log(message: str) -> None:
@@ -37,37 +41,12 @@ def log(message: str) -> None:
 # ---------------------------------------------------------------------------------------------- machine
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
-def load_average() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-
-
 def busy_cpu_seconds() -> tuple[float, float, float]:
     """CPU seconds all cores spent since boot: in processes (user, nice, system), in interrupts (irq,
     softirq: much of loopback networking) and stolen by the hypervisor for other guests (steal)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
     return (user + nice + system) / CLK_TCK, (irq + softirq) / CLK_TCK, steal / CLK_TCK
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cpu_count": os.cpu_count(),
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_model": cpu_model(),
-        "uptime_before": uptime(),
-        "load_1min_before": load_average(),
-    }
 
 
 def warn_if_busy(load: float) -> None:
@@ -80,16 +59,36 @@ def warn_if_busy(load: float) -> None:
         )
 
 
-def warn_if_crowded(results: list[dict[str, Any]]) -> None:
-    """Warn about runs during which other processes (or other guests of the hypervisor) took CPU."""
-    for result in results:
-        for who in ("other processes", "stolen"):
-            cores = result["cpu_cores"].get(who, 0.0)
-            if cores > OTHERS_TOLERATED:
-                log(
-                    f"!!! WARNING: {who}: {cores:.2f} cores during the {result['server']} run at "
-                    f"{result['connections']} connections: its figures are distorted"
-                )
+def crowded(cpu_cores: dict[str, float]) -> list[str]:
+    """Who took more than OTHERS_TOLERATED cores that was neither the measured thing nor the load generator."""
+    return [
+        f"{who} {cores:.2f} cores"
+        for who in ("other processes", "stolen")
+        if (cores := cpu_cores.get(who, 0.0)) > OTHERS_TOLERATED
+    ]
+
+
+def warn_if_crowded(what: str, cpu_cores: dict[str, float]) -> None:
+    if taken := crowded(cpu_cores):
+        log(f"!!! WARNING: during {what}: {', '.join(taken)}: its figures are distorted")
+
+
+# ------------------------------------------------------------------------------------------------ images
+
+
+def fashion_mnist_test_images(count: int, first: int = 0) -> np.ndarray:
+    """``count`` 28x28 uint8 images of the Fashion-MNIST test set from ``first`` on, read from the folder the
+    settings name (IMGCLS_FASHION_MNIST_DIR, training/settings.py), gzipped or not, as training reads it."""
+    folder = TrainingSettings().fashion_mnist_dir
+    path = next((p for p in (folder / f"{TEST_IMAGES}.gz", folder / TEST_IMAGES) if p.is_file()), None)
+    if path is None:
+        raise SystemExit(f"{folder}: no {TEST_IMAGES}[.gz]; set IMGCLS_FASHION_MNIST_DIR to the Fashion-MNIST folder")
+    with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as handle:
+        magic, total, rows, cols = (int(v) for v in np.frombuffer(handle.read(16), ">u4"))
+        if magic != 2051 or not 0 <= first <= first + count <= total:
+            raise SystemExit(f"{path}: not an IDX image file, or fewer than {first + count} images")
+        handle.seek(16 + first * rows * cols)
+        return np.frombuffer(handle.read(count * rows * cols), np.uint8).reshape(count, rows, cols)
 
 
 # -------------------------------------------------------------------------------------------- processes
@@ -252,7 +251,6 @@ class WrkResult:
     socket_errors: dict[str, int]
     statuses: dict[int, int] = field(default_factory=dict)  # multipart_status.lua only
     retry_after_missing: int | None = None
-    cpu_cores: dict[str, float] = field(default_factory=dict)  # busy cores during the run, by who
 
     @property
     def errors(self) -> int:
@@ -297,12 +295,17 @@ def run_wrk(server: Server, image: Path, connections: int, duration: float, lua:
     return result
 
 
-def measured(run: Callable[[], WrkResult], servers: list[Server]) -> WrkResult:
-    """``run()``, with the busy cores of each server, this process, wrk and everything else meanwhile."""
+def measured(run: Callable[[], T], measured_processes: dict[str, list[int]]) -> tuple[T, dict[str, float]]:
+    """``run()``, and the busy cores meanwhile by who: each named group of process trees (a server, the
+    ceiling's processes), wrk, this process, everything else, interrupts, the hypervisor."""
+
+    def cpu(pids: list[int]) -> float:
+        return sum(tree_cpu_seconds(pid) for pid in pids)
+
     own, busy, started = os.times(), busy_cpu_seconds(), time.perf_counter()
-    before = {s.name: tree_cpu_seconds(s.proc.pid) for s in servers}
+    before = {name: cpu(pids) for name, pids in measured_processes.items()}
     result = run()
-    after = {s.name: tree_cpu_seconds(s.proc.pid) for s in servers}
+    after = {name: cpu(pids) for name, pids in measured_processes.items()}
     own_after, busy_after, elapsed = os.times(), busy_cpu_seconds(), time.perf_counter() - started
     used = {name: after[name] - before[name] for name in before}
     used["wrk"] = own_after.children_user + own_after.children_system - own.children_user - own.children_system
@@ -310,8 +313,7 @@ def measured(run: Callable[[], WrkResult], servers: list[Server]) -> WrkResult:
     used["other processes"] = max(0.0, busy_after[0] - busy[0] - sum(used.values()))
     used["interrupts"] = busy_after[1] - busy[1]
     used["stolen"] = busy_after[2] - busy[2]
-    result.cpu_cores = {name: round(max(0.0, seconds) / elapsed, 2) for name, seconds in used.items()}
-    return result
+    return result, {name: round(max(0.0, seconds) / elapsed, 2) for name, seconds in used.items()}
 
 
 class Probe(threading.Thread):
@@ -423,15 +425,3 @@ def server_p99_ms(before: Samples, after: Samples, model: str) -> float | None:
 
 def _le(bound: float) -> str:
     return "+Inf" if math.isinf(bound) else repr(bound)
-
-
-# -------------------------------------------------------------------------------------------------- timing
-
-
-def images_per_second(call: Callable[[], object], images_per_call: int, seconds: float) -> float:
-    call()  # warm-up
-    started, calls = time.perf_counter(), 0
-    while time.perf_counter() - started < seconds:
-        call()
-        calls += 1
-    return calls * images_per_call / (time.perf_counter() - started)

@@ -11,8 +11,13 @@ seven-class ``cnn`` base. The traffic, all at once, from this process:
   them one after another; each publishes a new version, which the API loads).
 
 Every ``--window`` seconds it records, per kind of request, the count, failures and p50/p99 latency, and
-the resident memory of the API and worker processes (their whole process trees). It prints one JSON
-object: the windows, and the drift from the first full window to the last (memory in MB, p99 in ms).
+the resident memory of the API and worker processes (their whole process trees). A failure is any answer
+but the expected status, and any request that got no answer at all (a refused or reset connection, a
+timeout: a transport error is a failure, not a crash of the soak). At the end it counts the jobs: how many
+were submitted, how many finished (succeeded, failed or cancelled) and how many were still queued or
+running, as the worker runs one at a time. The whole result (the windows, the drift from the first full
+window to the last, memory in MB, p99 in ms) goes to benchmarks/results/soak-<date>.json
+(benchmarks/record.py) and is printed.
 """
 
 import argparse
@@ -22,14 +27,19 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import record
+import tables
 from finetune import BASE_NAME
 from jobs import prepare, running_stack
-from serve_load_tools import Server, load_average
+from serve_load_tools import Server
+
+from service.jobs.record import FINISHED
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -78,13 +88,27 @@ class Window:
         return out
 
 
+async def send(state: dict[str, Any], kind: str, expected: int, request: Awaitable[httpx.Response]) -> Any:
+    """Await one request and record it: a failure unless it answered ``expected``; no answer at all (a
+    transport error) is a failure too. The answer's JSON when it succeeded, else None."""
+    started = time.monotonic()
+    try:
+        answer = await request
+    except httpx.TransportError as error:
+        state["window"].record(kind, time.monotonic() - started, False)
+        state["transport_errors"][type(error).__name__] = state["transport_errors"].get(type(error).__name__, 0) + 1
+        return None
+    ok = answer.status_code == expected
+    state["window"].record(kind, time.monotonic() - started, ok)
+    return answer.json() if ok else None
+
+
 async def classify_loop(client: httpx.AsyncClient, png: bytes, state: dict[str, Any], until: float) -> None:
     while time.monotonic() < until:
-        started = time.monotonic()
-        answer = await client.post(
-            f"/v1/models/{BASE_NAME}/classify", content=png, headers={"Content-Type": "image/png"}
+        headers = {"Content-Type": "image/png"}
+        await send(
+            state, "classify", 200, client.post(f"/v1/models/{BASE_NAME}/classify", content=png, headers=headers)
         )
-        state["window"].record("classify", time.monotonic() - started, answer.status_code == 200)
 
 
 async def v2_loop(client: httpx.AsyncClient, png: bytes, state: dict[str, Any], until: float) -> None:
@@ -92,9 +116,7 @@ async def v2_loop(client: httpx.AsyncClient, png: bytes, state: dict[str, Any], 
         "inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(png).decode()]}]
     }
     while time.monotonic() < until:
-        started = time.monotonic()
-        answer = await client.post(f"/v2/models/{BASE_NAME}/infer", json=body)
-        state["window"].record("v2_infer", time.monotonic() - started, answer.status_code == 200)
+        await send(state, "v2_infer", 200, client.post(f"/v2/models/{BASE_NAME}/infer", json=body))
 
 
 async def job_loop(
@@ -102,12 +124,9 @@ async def job_loop(
 ) -> None:
     while time.monotonic() < until:
         started = time.monotonic()
-        answer = await client.post(
-            "/v1/fine-tuning/jobs", json={"base_model": BASE_NAME, "dataset": dataset, "suffix": "soak"}
-        )
-        state["window"].record("job_submit", time.monotonic() - started, answer.status_code == 201)
-        if answer.status_code == 201:
-            state["jobs"].append(answer.json()["id"])
+        body = {"base_model": BASE_NAME, "dataset": dataset, "suffix": "soak"}
+        if (job := await send(state, "job_submit", 201, client.post("/v1/fine-tuning/jobs", json=body))) is not None:
+            state["jobs"].append(job["id"])
         await asyncio.sleep(max(0.0, every_s - (time.monotonic() - started)))
 
 
@@ -129,7 +148,13 @@ async def sampler(api: Server, worker: Server, state: dict[str, Any], window_s: 
 async def soak(
     args: argparse.Namespace, port: int, api: Server, worker: Server, dataset: str, png: bytes
 ) -> dict[str, Any]:
-    state: dict[str, Any] = {"window": Window(), "windows": [], "jobs": [], "started": time.monotonic()}
+    state: dict[str, Any] = {
+        "window": Window(),
+        "windows": [],
+        "jobs": [],
+        "transport_errors": {},
+        "started": time.monotonic(),
+    }
     until = time.monotonic() + args.minutes * 60
     limits = httpx.Limits(max_connections=args.clients + 4)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, limits=limits) as client:
@@ -139,14 +164,19 @@ async def soak(
             job_loop(client, dataset, args.job_every, state, until),
             sampler(api, worker, state, args.window, until),
         )
-        finished = [(await client.get(f"/v1/fine-tuning/jobs/{job_id}")).json()["status"] for job_id in state["jobs"]]
+        statuses = [(await client.get(f"/v1/fine-tuning/jobs/{job_id}")).json()["status"] for job_id in state["jobs"]]
     windows = state["windows"]
     first, last = windows[0], windows[-1]
     return {
         "minutes": args.minutes,
         "windows": windows,
-        "jobs_submitted": len(state["jobs"]),
-        "jobs_by_status": {s: finished.count(s) for s in sorted(set(finished))},
+        "jobs": {
+            "submitted": len(state["jobs"]),
+            "finished": sum(1 for status in statuses if status in FINISHED),
+            "unfinished": sum(1 for status in statuses if status not in FINISHED),
+            "by_status": {s: statuses.count(s) for s in sorted(set(statuses))},
+        },
+        "transport_errors": state["transport_errors"],
         "drift_first_to_last_window": {
             "api_rss_mb": round(last["api_rss_mb"] - first["api_rss_mb"], 1),
             "worker_rss_mb": round(last["worker_rss_mb"] - first["worker_rss_mb"], 1),
@@ -157,6 +187,7 @@ async def soak(
             "api": [min(w["api_rss_mb"] for w in windows), max(w["api_rss_mb"] for w in windows)],
             "worker": [min(w["worker_rss_mb"] for w in windows), max(w["worker_rss_mb"] for w in windows)],
         },
+        # every failed request of every window, transport errors included
         "failed": sum(sum(k.get("failed", 0) for k in w.values() if isinstance(k, dict)) for w in windows),
     }
 
@@ -168,7 +199,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="concurrent classify loops")
     parser.add_argument("--job-every", type=float, default=30.0, help="seconds between job submissions")
     parser.add_argument("--window", type=float, default=30.0, help="seconds per measurement window")
+    record.add_arguments(parser, "soak")
     args = parser.parse_args()
+    result = record.begin(args.result_name, args)
     run = prepare(args.root.resolve(), "soak-run")
     with running_stack(run.work) as stack:
         dataset = httpx.post(
@@ -177,10 +210,8 @@ def main() -> None:
             headers={"Content-Type": "application/zip"},
             timeout=60,
         ).json()["id"]
-        load_before = load_average()
         report = asyncio.run(soak(args, stack.port, stack.api, stack.worker, dataset, run.sample))
-        report["load_average_1m"] = [load_before, load_average()]
-    print(json.dumps(report))
+    print(tables.render_file(record.save(result, report, args.results_dir), "soak"))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ Each figure is forward + backward + optimizer step (the default optimizer) on Fa
 
 import argparse
 
+import record
+
 from training.batch_sweep import sweep_batch_sizes
 from training.config import TrainConfig
 from training.models import model_names
@@ -19,7 +21,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--models", default=",".join(model_names()), help="comma-separated model names")
+    record.add_arguments(parser, "train-throughput")
     args = parser.parse_args()
+    begun = record.begin(args.result_name, args)
+    rows = []
     print(f"| model | images/s at batch {args.batch_size} | step ms | device |")
     print("|---|---:|---:|---|")
     for model in args.models.split(","):
@@ -32,6 +37,9 @@ def main() -> None:
         )
         row = sweep.rows[0]
         print(f"| {model} | {row.images_per_second:,.0f} | {row.step_ms:.1f} | {sweep.device} |", flush=True)
+        rows.append({"model": model, "images_per_second": row.images_per_second, "step_ms": row.step_ms})
+    figures = {"batch_size": args.batch_size, "steps": args.steps, "device": sweep.device, "models": rows}
+    record.save(begun, figures, args.results_dir)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ Starts ``imgcls serve --no-auth`` on a free port (other settings from the enviro
 IMGCLS_WORKERS, IMGCLS_MAX_BATCH_SIZE, ...), waits for /healthz/ready, then runs each scenario for
 ``--duration`` seconds after a short warm-up, ``--concurrency`` requests in flight throughout (a closed
 loop: each of that many greenlets sends its next request when its answer arrives), for ``--rounds`` rounds
-that alternate the scenarios (A B C A B C); each scenario's figures are those of its best round (a
-neighbour's load only ever slows a round down), and every round is printed and kept in the JSON:
+whose order reverses every round (ABC, CBA, ...); each scenario's headline is its median round, with the
+range beside it, and every round is kept in the result file (benchmarks/results/v2-<date>.json):
 
 - ``v2 fp32``: tritonclient ``infer`` with the FP32 NCHW input, binary, preprocessed here beforehand (the
   server skips decoding: this is the cost of the protocol plus the model);
@@ -22,7 +22,6 @@ as the server and takes CPU from it: compare the rows with each other, on a quie
 """
 
 import argparse
-import gzip
 import io
 import json
 import os
@@ -42,16 +41,19 @@ from typing import Any
 import gevent
 import gevent.pool
 import numpy as np
+import record
 import tritonclient.http as triton
 from geventhttpclient import HTTPClient
 from PIL import Image
+from rounds import MIN_ROUNDS, alternating, spread
+from serve_load_tools import fashion_mnist_test_images
 
 from service.api.fastpath.tally import FLUSH_INTERVAL_S
 from service.imaging import DecodeLimits, decode_image, preprocess
 from service.repository import Manifest, ModelRepository
 
-FASHION_MNIST_TEST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 WARMUP_S = 1.0
+MEDIAN_OF = ("images_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_request", "client_cpu_ms_per_request")
 
 
 @dataclass(frozen=True)
@@ -75,15 +77,9 @@ class Figures:
 
 
 def sample_image(manifest: Manifest) -> bytes:
-    """A Fashion-MNIST test image (PNG) at the model's input size, or noise when the dataset is absent."""
+    """The first Fashion-MNIST test image (PNG) at the model's input size."""
     height, width = manifest.preprocessing.input_size
-    if FASHION_MNIST_TEST.exists():
-        with gzip.open(FASHION_MNIST_TEST, "rb") as handle:
-            handle.seek(16)
-            pixels = np.frombuffer(handle.read(28 * 28), np.uint8).reshape(28, 28)
-    else:
-        pixels = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
-    image = Image.fromarray(pixels).convert(manifest.preprocessing.color_mode)
+    image = Image.fromarray(fashion_mnist_test_images(1)[0]).convert(manifest.preprocessing.color_mode)
     if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.BICUBIC)
     buffer = io.BytesIO()
@@ -289,9 +285,10 @@ def run(args: argparse.Namespace) -> dict[str, list[Figures]]:
             "seconds": args.duration,
         }
         results: dict[str, list[Figures]] = {name: [] for name in scenarios}
-        for round_number in range(1, args.rounds + 1):
+        for round_number, order in enumerate(alternating(list(scenarios), args.rounds), start=1):
             print(f"round {round_number} of {args.rounds}", flush=True)
-            for name, (send, size) in scenarios.items():
+            for name in order:
+                send, size = scenarios[name]
                 results[name].append(measure(name, send, size, **common))
         client.close()
         http.close()
@@ -312,27 +309,32 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     parser.add_argument("--images", type=int, default=1, help="images per request")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario and round")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best of each is kept")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--rounds", type=int, default=MIN_ROUNDS, help="alternating rounds; medians are reported")
+    record.add_arguments(parser, "v2")
     args = parser.parse_args()
+    begun = record.begin(args.result_name, args)
     results = run(args)
-    best = {name: max(rounds, key=lambda figures: figures.images_per_s) for name, rounds in results.items()}
-    print(f"best of {args.rounds} rounds, {args.concurrency} in flight, {args.images} image(s) per request:")
-    baseline = best["v1 classify"].images_per_s
-    for name, figures in best.items():
+    medians = {
+        name: {key: spread(getattr(figures, key) for figures in rounds) for key in MEDIAN_OF}
+        for name, rounds in results.items()
+    }
+    print(
+        f"medians (min-max) of {args.rounds} rounds, {args.concurrency} in flight, {args.images} image(s) per request:"
+    )
+    baseline = medians["v1 classify"]["images_per_s"]["median"]
+    for name, figures in medians.items():
+        rate = figures["images_per_s"]
         print(
-            f"{name:>16}: {figures.images_per_s:9.1f} images/s ({figures.images_per_s / baseline:.2f}x v1)  "
-            f"p50 {figures.p50_ms:7.2f} ms  p99 {figures.p99_ms:7.2f} ms  server CPU "
-            f"{figures.server_cpu_ms_per_request:.3f} ms/request, client {figures.client_cpu_ms_per_request:.3f}"
+            f"{name:>16}: {rate['median']:9.1f} images/s ({rate['min']:.1f}-{rate['max']:.1f}; "
+            f"{rate['median'] / baseline:.2f}x v1)  p99 {figures['p99_ms']['median']:7.2f} ms  server CPU "
+            f"{figures['server_cpu_ms_per_request']['median']:.3f} ms/request, "
+            f"client {figures['client_cpu_ms_per_request']['median']:.3f}"
         )
-    if args.json:
-        payload = {
-            "settings": {key: str(value) for key, value in vars(args).items()},
-            "cpus": os.cpu_count(),
-            "best": {name: asdict(figures) for name, figures in best.items()},
-            "rounds": {name: [asdict(figures) for figures in rounds] for name, rounds in results.items()},
-        }
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    payload = {
+        "medians": medians,
+        "rounds": {name: [asdict(figures) for figures in rounds] for name, rounds in results.items()},
+    }
+    record.save(begun, payload, args.results_dir)
 
 
 if __name__ == "__main__":

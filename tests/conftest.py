@@ -7,8 +7,10 @@ import pytest
 
 from tests.redis_server import redis_server
 from tests.service.importing.onnx_models import OnnxFiles, make_onnx_files
+from training.settings import TrainingSettings
 
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+# The Fashion-MNIST folder as every command finds it: IMGCLS_FASHION_MNIST_DIR, else the settings' default.
+FASHION_MNIST = TrainingSettings().fashion_mnist_dir
 MODEL = "fashion-mnist"
 
 
@@ -26,7 +28,6 @@ def trained_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("torch")
     from training.config import TrainConfig
     from training.publish import publish_run
-    from training.settings import TrainingSettings
     from training.train import run
 
     root = tmp_path_factory.mktemp("template")

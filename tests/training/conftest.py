@@ -2,10 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import FASHION_MNIST
 from training.config import TrainConfig
 from training.settings import TrainingSettings
-
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
 @pytest.fixture

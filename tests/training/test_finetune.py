@@ -19,6 +19,7 @@ from service.imaging import preprocess
 from service.jobs.hyperparameters import LR_POLICIES, OPTIMIZERS, FineTuneConfig, build_finetune_config
 from service.repository import ModelRepository
 from service.repository.run_folder import TrialFolder
+from tests.conftest import FASHION_MNIST
 from training.config import TrainConfig
 from training.data import DatasetBundle, load_dataset
 from training.errors import InvalidHyperparameter
@@ -38,7 +39,6 @@ from training.optim import optimizer_names, policy_names
 from training.settings import TrainingSettings
 from training.train import run
 
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 # Fashion-MNIST class -> folder name; the base learns the first seven, the new dataset holds the last three.
 OLD_CLASSES = {0: "top", 1: "trouser", 2: "pullover", 3: "dress", 4: "coat", 5: "sandal", 6: "shirt"}
 NEW_CLASSES = {7: "sneaker", 8: "bag", 9: "ankle-boot"}

@@ -10,6 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from service.repository import ModelRepository
+from tests.conftest import FASHION_MNIST
 from training.config import TrainConfig
 from training.data import load_fashion_mnist
 from training.errors import AccuracyDropTooLarge, InvalidHyperparameter
@@ -45,9 +46,7 @@ def trained_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def settings_for(root: Path) -> TrainingSettings:
-    return TrainingSettings(
-        model_root=root / "models", runs_dir=root / "runs", fashion_mnist_dir=Path("/usr/share/datasets/fashion-mnist")
-    )
+    return TrainingSettings(model_root=root / "models", runs_dir=root / "runs", fashion_mnist_dir=FASHION_MNIST)
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ from PIL import Image
 
 from service.imaging import DecodeLimits, decode_image, decode_into, preprocess, resized_size
 from service.repository.manifest import Preprocessing
+from tests.conftest import FASHION_MNIST
 from tests.service.imaging.images import encode
 from training.data import (
-    DEFAULT_FASHION_MNIST_DIR,
     FASHION_MNIST_MEAN,
     FASHION_MNIST_STD,
     eval_transform,
@@ -41,7 +41,7 @@ TOLERANCE = 1e-5  # max |serving - training| over every normalized value
 def fashion_mnist(split: Literal["train", "test"]):
     """uint8 (N, 1, 28, 28) images and int64 labels, or a skip that says how to install the files."""
     try:
-        return load_fashion_mnist(DEFAULT_FASHION_MNIST_DIR, split)
+        return load_fashion_mnist(FASHION_MNIST, split)
     except UnusableData as error:
         pytest.skip(str(error))
 

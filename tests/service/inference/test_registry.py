@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from service.inference.errors import ModelNotLoaded, ProviderUnavailable, StillLoading, VersionInUse, VersionNotLoaded
-from service.inference.providers import CPU, choose_providers, cuda_works
+from service.inference.providers import CPU, CUDA, choose_providers, cuda_works
 from service.inference.registry import ModelRegistry, ServingOptions
 from service.repository import ModelNotFound, ModelRepository
 
@@ -88,10 +88,12 @@ async def test_refresh_follows_an_alias_moved_by_another_process(model_root: Pat
         await registry.stop()
 
 
-def test_providers_cpu_here_and_cuda_refused_clearly_without_a_gpu() -> None:
+def test_providers_cuda_on_a_gpu_machine_cpu_elsewhere_and_cuda_refused_clearly_without_a_gpu() -> None:
     assert choose_providers("cpu") == [CPU]
-    if cuda_works():
-        pytest.skip("a GPU is present: the CPU fallback cannot be observed here")
+    if Path("/dev/nvidiactl").exists():  # a GPU machine (benchmarks/gpu_check.py runs there): CUDA must be chosen
+        assert cuda_works(), "an NVIDIA device is present but onnxruntime's CUDA provider does not work"
+        assert choose_providers("auto") == choose_providers("cuda") == [CUDA, CPU]
+        return
     assert choose_providers("auto") == [CPU]
     with pytest.raises(ProviderUnavailable, match="use auto or cpu"):
         choose_providers("cuda")

@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import FASHION_MNIST
 from tests.training.data.files import random_pixels, save_image
 from training.data.datasets import DATASETS, channel_mean_std, load_dataset
-from training.data.fashion_mnist import DEFAULT_FASHION_MNIST_DIR
 from training.errors import UnknownDataset, UnusableData
 
 NO_DIR = Path("/nonexistent")
@@ -17,9 +17,9 @@ def test_unknown_spec_lists_the_known_ones() -> None:
     assert DATASETS == ("fashion-mnist", "digits")
 
 
-@pytest.mark.skipif(not DEFAULT_FASHION_MNIST_DIR.is_dir(), reason="apt-get install dataset-fashion-mnist")
+@pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="apt-get install dataset-fashion-mnist")
 def test_fashion_mnist_bundle() -> None:
-    bundle = load_dataset("fashion-mnist", fashion_mnist_dir=DEFAULT_FASHION_MNIST_DIR)
+    bundle = load_dataset("fashion-mnist", fashion_mnist_dir=FASHION_MNIST)
     assert bundle.name == "fashion-mnist" and len(bundle.labels) == 10 and bundle.flip_ok
     assert bundle.train_images.shape == (60_000, 1, 28, 28) and bundle.test_labels.shape == (10_000,)
     p = bundle.preprocessing

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import FASHION_MNIST
 from tests.training.data.files import write_idx
 from training.data.fashion_mnist import (
-    DEFAULT_FASHION_MNIST_DIR,
     FASHION_MNIST_LABELS,
     FASHION_MNIST_MEAN,
     FASHION_MNIST_STD,
@@ -15,14 +15,14 @@ from training.data.fashion_mnist import (
 from training.errors import UnusableData
 
 needs_real_files = pytest.mark.skipif(
-    not DEFAULT_FASHION_MNIST_DIR.is_dir(),
-    reason=f"{DEFAULT_FASHION_MNIST_DIR} missing: apt-get install dataset-fashion-mnist to run this test",
+    not FASHION_MNIST.is_dir(),
+    reason=f"{FASHION_MNIST} missing: apt-get install dataset-fashion-mnist to run this test",
 )
 
 
 @needs_real_files
 def test_real_train_split() -> None:
-    images, labels = load_fashion_mnist(DEFAULT_FASHION_MNIST_DIR, "train")
+    images, labels = load_fashion_mnist(FASHION_MNIST, "train")
     assert images.shape == (60_000, 1, 28, 28) and images.dtype == torch.uint8
     assert labels.shape == (60_000,) and labels.dtype == torch.int64
     assert torch.equal(torch.bincount(labels), torch.full((10,), 6000))
@@ -33,7 +33,7 @@ def test_real_train_split() -> None:
 
 @needs_real_files
 def test_real_test_split() -> None:
-    images, labels = load_fashion_mnist(DEFAULT_FASHION_MNIST_DIR, "test")
+    images, labels = load_fashion_mnist(FASHION_MNIST, "test")
     assert images.shape == (10_000, 1, 28, 28)
     assert int(labels.min()) == 0 and int(labels.max()) == 9
     assert len(FASHION_MNIST_LABELS) == 10 and FASHION_MNIST_LABELS[9] == "Ankle boot"
