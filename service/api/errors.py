@@ -39,6 +39,7 @@ from service.repository import (
     AliasNotFound,
     CorruptVersion,
     ModelNotFound,
+    ReportNotFound,
     RepositoryError,
     RepositoryReadOnly,
     VersionNotFound,
@@ -86,6 +87,7 @@ STATUS_TABLE: list[tuple[type[Exception], int, str]] = [
     (ModelNotFound, 404, "not_found"),
     (VersionNotFound, 404, "not_found"),
     (AliasNotFound, 404, "not_found"),
+    (ReportNotFound, 404, "not_found"),
     (VariantNotFound, 404, "not_found"),
     (ModelNotLoaded, 404, "not_loaded"),
     (VersionInUse, 409, "conflict"),
@@ -168,7 +170,8 @@ WHEN = {
     400: "the request cannot be read: a bad parameter, body or name (the detail says which)",
     401: "no API key, or an unknown one (with WWW-Authenticate)",
     403: "the key lacks the scope this endpoint needs",
-    404: "no such model, version, alias, variant, dataset or job; or a version not loaded on this server",
+    404: "no such model, version, alias, variant, dataset or job; or a version not loaded on this server; or a "
+    "version without an evaluation report",
     409: "the request conflicts with the current state (the detail says how to resolve it)",
     413: "over a size limit: body, images per request, image bytes or pixels, dataset entries or unpacked bytes, "
     "an imported model's file",
