@@ -11,13 +11,14 @@ import torch
 
 from service.evaluation.report import evaluation_report
 from service.imaging import DecodeLimits
+from service.importing.calibrate import expected_calibration_error
 from service.importing.evaluate import evaluation_metrics, probabilities_of
 from service.importing.folders import LabelledImages, labelled_images, model_outputs
 from service.inference.predictor import Predictor
 from service.inference.providers import CPU, default_threads
 from service.repository import Manifest, ModelRepository
 from service.repository.store import ONNX_FILE
-from training.calibration import calibrated_probabilities, expected_calibration_error
+from training.calibration import calibrated_probabilities
 from training.cli.options import DATA_DIR_OPTION, settings_from
 from training.data import load_dataset
 from training.errors import UnusableData
@@ -121,19 +122,20 @@ def evaluate_trained(
     predicted = logits.argmax(dim=1)
     matrix = confusion_matrix(predicted, labels, len(manifest.labels))
     per_class = (matrix.diag().double() / matrix.sum(dim=1).clamp(min=1).double()).tolist()
-    probabilities = calibrated_probabilities(logits, manifest.temperature)
+    probabilities = calibrated_probabilities(logits, manifest.temperature).double().numpy()
+    uncalibrated = calibrated_probabilities(logits, 1.0).double().numpy()
     summary = {
         "name": name,
         "version": number,
         "dataset": data.name,
         "images": len(labels),
         "accuracy": round(float((predicted == labels).float().mean()), 5),
-        "ece": round(expected_calibration_error(probabilities, labels), 5),
-        "ece_uncalibrated": round(expected_calibration_error(calibrated_probabilities(logits, 1.0), labels), 5),
+        "ece": round(expected_calibration_error(probabilities, labels.numpy()), 5),
+        "ece_uncalibrated": round(expected_calibration_error(uncalibrated, labels.numpy()), 5),
         "per_class_accuracy": {label: round(a, 5) for label, a in zip(manifest.labels, per_class, strict=True)},
         "confusion_matrix": matrix.tolist(),
     }
-    return summary, probabilities.double().numpy(), labels.numpy()
+    return summary, probabilities, labels.numpy()
 
 
 def evaluate_imported(repo: ModelRepository, manifest: Manifest, dataset: str | None, limit: int | None) -> Measured:
