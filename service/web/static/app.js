@@ -5,11 +5,13 @@ import { ClassifyView } from "./classify.js";
 import { $ } from "./dom.js";
 import { FineTuningView } from "./finetune.js";
 import { ModelsView } from "./models.js";
+import { ReportView } from "./report.js";
 
 const views = {
   classify: new ClassifyView($("#view-classify")),
   models: new ModelsView($("#view-models")),
   "fine-tuning": new FineTuningView($("#view-fine-tuning")),
+  report: new ReportView($("#view-report")),
 };
 let current = null;
 
