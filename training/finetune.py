@@ -405,7 +405,9 @@ def publish_trial(
         finished = folder.run.read_result()
         if should_stop():  # cancelled after training: publish nothing
             return None
-        ref = repository.publish(job_manifest(finished, record, folder), folder.run.model, folder.run.weights)
+        run = folder.run
+        report = run.report if run.report.is_file() else None  # every run has one, but those finished before reports
+        ref = repository.publish(job_manifest(finished, record, folder), run.model, run.weights, report)
         write_json_atomic(folder.published, {"name": ref.name, "version": ref.version, "promoted": None})
         promoted = None
     if promoted is None:

@@ -1,7 +1,8 @@
 """The end of a completed run: calibrate, test, draw, export, and publish.
 
 Writes into the run folder ``model.onnx`` (checked against torch inside the export), ``weights.pt``
-(the state_dict, for fine-tuning), ``result.json`` (what the manifest will say), the plots, and then
+(the state_dict, for fine-tuning), the evaluation report of the test set (``report.json`` and its
+pictures: training/report_files.py), ``result.json`` (what the manifest will say), the curves, and then
 publishes the folder's files as a new version through ``training.publish``.
 """
 
@@ -14,6 +15,7 @@ import msgspec
 import torch
 from torch import nn
 
+from service.evaluation.report import evaluation_report
 from service.repository import VersionRef
 from service.repository.run_folder import EarlyStop, ExportCheck, FinishedRun, RunFolder, SkippedFile
 from service.version import code_version
@@ -25,7 +27,8 @@ from training.data import DatasetBundle
 from training.engine import evaluate
 from training.export import export_onnx
 from training.publish import publish_run
-from training.reporting import confusion_matrix, plot_confusion, plot_curves
+from training.report_files import write_report_files
+from training.reporting import plot_curves
 
 
 def finish_run(
@@ -65,12 +68,16 @@ def finish_run(
     val_logits, val_labels = logits_of(*val)
     temperature = fit_temperature(val_logits, val_labels)
     test_logits, test_labels = logits_of(*test)
-    predicted = test_logits.argmax(dim=1)
-    matrix = confusion_matrix(predicted, test_labels, len(data.labels))
+    report = evaluation_report(
+        calibrated_probabilities(test_logits, temperature).double().numpy(),
+        test_labels.numpy(),
+        data.labels,
+        dataset=data.name,
+    )
     metrics: dict[str, float] = {
-        "test_accuracy": round(float((predicted == test_labels).float().mean()), 5),
+        "test_accuracy": report.accuracy,
         "test_loss": round(float(plain_loss(test_logits / temperature, test_labels)), 5),
-        "ece": round(expected_calibration_error(calibrated_probabilities(test_logits, temperature), test_labels), 5),
+        "ece": report.ece,
         "ece_uncalibrated": round(
             expected_calibration_error(calibrated_probabilities(test_logits, 1.0), test_labels), 5
         ),
@@ -80,15 +87,14 @@ def finish_run(
     }
     if len(val_labels):
         metrics["val_accuracy"] = round(float((val_logits.argmax(dim=1) == val_labels).float().mean()), 5)
-    per_class = matrix.diag().double() / matrix.sum(dim=1).clamp(min=1).double()
-    for label, accuracy in zip(data.labels, per_class.tolist(), strict=True):
-        metrics[f"accuracy/{label}"] = round(accuracy, 5)
+    for row in report.classes:
+        metrics[f"accuracy/{row.label}"] = row.recall
 
     title = f"{name} · {config.model} · test accuracy {metrics['test_accuracy']:.4f}"
     plot_curves(
         history, folder.curves, title=title, run_dir=folder.path, augmented=config.augment not in (None, "none")
     )
-    plot_confusion(matrix, data.labels, folder.confusion_matrix, title=f"{name} · test set")
+    write_report_files(report, folder.path, title=f"{name} · test set")
 
     model_cpu = model.to("cpu").to(memory_format=torch.contiguous_format).float().eval()
     torch.save(model_cpu.state_dict(), folder.weights)

@@ -29,6 +29,7 @@ def publish_run(
         result.manifest(name=name, run_dir=run_dir),
         folder.model,
         folder.weights if folder.weights.is_file() else None,
+        folder.report if folder.report.is_file() else None,
     )
     if PRODUCTION not in repository.aliases(name):
         promote(repository, name, published.version, redis_url=redis_url)

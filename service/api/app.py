@@ -25,7 +25,7 @@ from service.api.errors import problem_response
 from service.api.fastpath.admission import Admission
 from service.api.fastpath.tally import FLUSH_INTERVAL_S
 from service.api.state import AppState, decode_limits, feedback_store, keeper, serving_options
-from service.api.v1 import classify, datasets, feedback, hyperparameters, imports, jobs, models
+from service.api.v1 import classify, datasets, feedback, hyperparameters, imports, jobs, models, reports
 from service.api.v2 import infer as v2_infer
 from service.api.v2 import routes as v2
 from service.datasets import DatasetLimits, DatasetStore
@@ -159,6 +159,7 @@ def create_app(settings: ServiceSettings) -> Litestar:
             models.load_version,
             models.unload_version,
             models.promote_version,
+            reports.version_report,
             imports.import_version,
             datasets.upload_dataset,
             datasets.list_datasets,

@@ -48,6 +48,7 @@ from service.repository import (
     AliasNotFound,
     CorruptVersion,
     ModelNotFound,
+    ReportNotFound,
     RepositoryError,
     RepositoryReadOnly,
     VersionNotFound,
@@ -95,6 +96,7 @@ STATUS_TABLE: list[tuple[type[Exception], int, str]] = [
     (ModelNotFound, 404, "not_found"),
     (VersionNotFound, 404, "not_found"),
     (AliasNotFound, 404, "not_found"),
+    (ReportNotFound, 404, "not_found"),
     (VariantNotFound, 404, "not_found"),
     (ModelNotLoaded, 404, "not_loaded"),
     (VersionInUse, 409, "conflict"),
@@ -187,7 +189,7 @@ WHEN = {
     401: "no API key, or an unknown one (with WWW-Authenticate)",
     403: "the key lacks the scope this endpoint needs",
     404: "no such model, version, alias, variant, dataset, job, kept prediction or feedback; or a version not loaded "
-    "on this server",
+    "on this server; or a version without an evaluation report",
     409: "the request conflicts with the current state (the detail says how to resolve it)",
     413: "over a size limit: body, images per request, image bytes or pixels, dataset entries or unpacked bytes, "
     "an imported model's file",

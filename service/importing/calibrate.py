@@ -5,12 +5,12 @@ fitted by minimising the negative log-likelihood, kept in [0.05, 20]; ECE over 1
 bins. T never changes the argmax, so accuracy is untouched.
 """
 
-import itertools
 import math
 
 import numpy as np
 
-ECE_BINS = 15
+from service.evaluation.report import ECE_BINS, calibration_bins
+
 T_MIN, T_MAX = 0.05, 20.0
 GOLDEN = (math.sqrt(5) - 1) / 2
 
@@ -49,16 +49,6 @@ def fit_temperature(logits: np.ndarray, targets: np.ndarray, *, iterations: int 
 
 
 def expected_calibration_error(probabilities: np.ndarray, targets: np.ndarray, *, bins: int = ECE_BINS) -> float:
-    """The confidence-vs-accuracy gap, averaged over equal-width confidence bins (low, high] weighted by count."""
-    if len(targets) == 0:
-        return math.nan
-    confidence = probabilities.max(axis=1).astype(np.float64)
-    correct = (probabilities.argmax(axis=1) == targets).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    total = 0.0
-    for low, high in itertools.pairwise(edges):
-        in_bin = (confidence > low) & (confidence <= high)
-        if in_bin.any():
-            gap = abs(float(confidence[in_bin].mean()) - float(correct[in_bin].mean()))
-            total += gap * int(in_bin.sum()) / len(targets)
-    return total
+    """The confidence-vs-accuracy gap, averaged over equal-width confidence bins (low, high] weighted by count
+    (NaN without images): the evaluation report's definition."""
+    return calibration_bins(probabilities, targets, bins=bins)[1]

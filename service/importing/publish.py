@@ -1,10 +1,11 @@
 """``import_onnx``: an ONNX classifier trained elsewhere becomes a new version of a model, or nothing does.
 
 Every check (checks.py) runs before anything is written; then, when asked, the temperature is fitted on a
-labelled folder (``calibrate_on``, logits only) and the version is measured on another (``evaluate_on``);
-last, ``ModelRepository.publish`` stages the files and renames the version into place. A failure at any
-step leaves the repository as it was. The manifest says how it was imported (``lineage.imported``), how
-its output is served (``scores``, ``calibration``) and how it is batched (``input.shape[0]``).
+labelled folder (``calibrate_on``, logits only) and the version is measured on another (``evaluate_on``: its
+metrics, and its evaluation report ``report.json``); last, ``ModelRepository.publish`` stages the files and
+renames the version into place. A failure at any step leaves the repository as it was. The manifest says
+how it was imported (``lineage.imported``), how its output is served (``scores``, ``calibration``) and how
+it is batched (``input.shape[0]``).
 """
 
 import tempfile
@@ -16,11 +17,12 @@ from typing import Literal
 import msgspec
 import onnx
 
+from service.evaluation.report import EvaluationReport, encode_report, evaluation_report
 from service.imaging import DecodeLimits
 from service.importing.calibrate import expected_calibration_error, fit_temperature, softmax
 from service.importing.checks import BatchMode, CheckedModel, inspect_model, trial_run
 from service.importing.errors import InvalidImportOptions
-from service.importing.evaluate import evaluation_metrics
+from service.importing.evaluate import evaluation_metrics, probabilities_of
 from service.importing.folders import labelled_images, model_outputs
 from service.importing.labels import check_labels
 from service.importing.options import ImportOptions, resolve_preprocessing
@@ -106,9 +108,13 @@ def import_onnx(
         if checked.had_external_data:  # published as one file: its external data is read in by now
             onnx_path = Path(scratch) / "model.onnx"
             onnx.save_model(checked.model, onnx_path, save_as_external_data=False)
+        report_path = None
         if calibrate_on is not None or evaluate_on is not None:
-            manifest = _measured(manifest, onnx_path, calibrate_on, evaluate_on, limits or DecodeLimits())
-        published = repository.publish(manifest, onnx_path, None)
+            manifest, report = _measured(manifest, onnx_path, calibrate_on, evaluate_on, limits or DecodeLimits())
+            if report is not None:
+                report_path = Path(scratch) / "report.json"
+                report_path.write_bytes(encode_report(report))
+        published = repository.publish(manifest, onnx_path, None, report_path)
     if PRODUCTION not in repository.aliases(name):
         promote(repository, name, published.version, redis_url=redis_url)
     else:
@@ -164,8 +170,9 @@ def _manifest(
 
 def _measured(
     manifest: Manifest, onnx_path: Path, calibrate_on: Path | None, evaluate_on: Path | None, limits: DecodeLimits
-) -> Manifest:
-    """``manifest`` with the temperature fitted on ``calibrate_on`` and the metrics measured on ``evaluate_on``."""
+) -> tuple[Manifest, EvaluationReport | None]:
+    """``manifest`` with the temperature fitted on ``calibrate_on`` and the metrics measured on ``evaluate_on``,
+    and the evaluation report of ``evaluate_on`` (None without it)."""
     predictor = Predictor.for_manifest(onnx_path, manifest, providers=[CPU], intra_op_threads=default_threads(1))
     metrics: dict[str, float] = {}
     if calibrate_on is not None:
@@ -177,6 +184,7 @@ def _measured(
         after = expected_calibration_error(softmax(logits, temperature), images.targets)
         metrics["calibration_ece_after"] = round(after, 5)
         manifest = msgspec.structs.replace(manifest, temperature=temperature, calibration="temperature")
+    report = None
     if evaluate_on is not None:
         images = labelled_images(evaluate_on, manifest.labels)
         outputs = model_outputs(predictor, images, manifest.preprocessing, limits)
@@ -185,4 +193,10 @@ def _measured(
                 outputs, images.targets, manifest.labels, scores=manifest.scores, temperature=manifest.temperature
             )
         )
-    return msgspec.structs.replace(manifest, metrics=metrics)
+        report = evaluation_report(
+            probabilities_of(outputs, manifest.scores, manifest.temperature),
+            images.targets,
+            manifest.labels,
+            dataset=manifest.lineage.dataset,
+        )
+    return msgspec.structs.replace(manifest, metrics=metrics), report

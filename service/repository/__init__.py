@@ -4,6 +4,7 @@ from service.repository.errors import (
     AliasNotFound,
     CorruptVersion,
     ModelNotFound,
+    ReportNotFound,
     RepositoryError,
     RepositoryReadOnly,
     VersionNotFound,
@@ -17,7 +18,7 @@ from service.repository.manifest import (
     TensorSpec,
     Variant,
 )
-from service.repository.store import ModelRepository, VersionRef
+from service.repository.store import ModelRepository, StoredReport, VersionRef
 
 __all__ = [
     "MANIFEST_SCHEMA_VERSION",
@@ -29,8 +30,10 @@ __all__ = [
     "ModelNotFound",
     "ModelRepository",
     "Preprocessing",
+    "ReportNotFound",
     "RepositoryError",
     "RepositoryReadOnly",
+    "StoredReport",
     "TensorSpec",
     "Variant",
     "VersionNotFound",

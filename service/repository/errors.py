@@ -33,6 +33,20 @@ class CorruptVersion(RepositoryError):
     """A published version whose files do not match its manifest (sha256, missing file, bad JSON)."""
 
 
+class ReportNotFound(RepositoryError):
+    """A version without an evaluation report: published before reports existed, or imported without labelled
+    images to measure it on."""
+
+    def __init__(self, name: str, version: int) -> None:
+        super().__init__(
+            f"{name} v{version} has no evaluation report (versions published before reports existed, and imported "
+            f"versions without --evaluate-on, have none): imgcls evaluate {name} {version} --attach-report measures "
+            "it and attaches one; --report DIR writes it as files"
+        )
+        self.name = name
+        self.version = version
+
+
 class UnfinishedRun(RepositoryError):
     """A run folder without the files a completed run writes (``result.json``, ``model.onnx``): nothing to
     publish yet."""

@@ -131,6 +131,9 @@ class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # "temperature": ``temperature`` was fitted on held-out data; "uncalibrated": it is 1.0 (imported
     # models without --calibrate-on, and every model whose output is already probabilities).
     calibration: Literal["temperature", "uncalibrated"] = "temperature"
+    # sha256 of report.json, the evaluation report published with the version (service/evaluation); None for
+    # versions without one (published before reports existed, imported without --evaluate-on).
+    report_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:

@@ -9,7 +9,10 @@ Run folder (``imgcls train --output-dir``, default ``<runs_dir>/<name>-<model>-<
     config.yaml               the resolved config
     checkpoints/last.pt       after every epoch (resume from here)
     checkpoints/best.pt       best validation accuracy so far
-    metrics.jsonl, tensorboard/, curves.png, confusion_matrix.png
+    metrics.jsonl, tensorboard/, curves.png
+    report.json, classes.csv, confusion_matrix.png, reliability.png, thresholds.png
+                              the evaluation report on the test set (service/evaluation) and its pictures
+                              (training/report_files.py); report.json is published with the version
     model.onnx, weights.pt, result.json    (when the run completes)
     published.json            the version ``imgcls publish`` (or ``train``) made of it
 
@@ -30,7 +33,7 @@ import msgspec
 from service.files import write_json_atomic
 from service.repository.errors import UnfinishedRun
 from service.repository.manifest import Lineage, Manifest, Preprocessing, TensorSpec
-from service.repository.store import ONNX_FILE, WEIGHTS_FILE
+from service.repository.store import ONNX_FILE, REPORT_FILE, WEIGHTS_FILE
 
 PUBLISHED_FILE = "published.json"
 
@@ -143,8 +146,10 @@ class RunFolder:
         return self.path / "curves.png"
 
     @property
-    def confusion_matrix(self) -> Path:
-        return self.path / "confusion_matrix.png"
+    def report(self) -> Path:
+        """The evaluation report on the test set; written before ``result.json``, so every finished run has one
+        (except runs finished before reports existed)."""
+        return self.path / REPORT_FILE
 
     @property
     def model(self) -> Path:

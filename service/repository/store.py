@@ -4,6 +4,10 @@ Publishing writes into a hidden staging folder beside the versions and renames i
 reader never sees half a version; alias changes replace the aliases file atomically under a lock.
 Variants (derived files such as an int8 model) are added to a published version later: the file
 first, then the manifest that names it, each replaced atomically under the same lock.
+
+A version's evaluation report (``report.json``, service/evaluation) is published with it when training or
+the import measured one. A version published without one can get one later, attached beside it (the
+version folder never changes): ``<model>/reports/<version>.json``, replaced atomically.
 """
 
 import contextlib
@@ -21,11 +25,13 @@ from typing import NamedTuple
 
 import msgspec
 
+from service.evaluation.report import EvaluationReport, decode_report, encode_report
 from service.files import fsync_dir, write_atomic, write_json_atomic
 from service.repository.errors import (
     AliasNotFound,
     CorruptVersion,
     ModelNotFound,
+    ReportNotFound,
     RepositoryError,
     RepositoryReadOnly,
     VersionNotFound,
@@ -36,9 +42,11 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MANIFEST_FILE = "manifest.json"
 ONNX_FILE = "model.onnx"
 WEIGHTS_FILE = "weights.pt"
+REPORT_FILE = "report.json"
+ATTACHED_REPORTS = "reports"  # <model>/reports/<version>.json
 ALIASES_FILE = "aliases.json"
 PRODUCTION = "production"
-RESERVED_FILES = frozenset({MANIFEST_FILE, ONNX_FILE, WEIGHTS_FILE})
+RESERVED_FILES = frozenset({MANIFEST_FILE, ONNX_FILE, WEIGHTS_FILE, REPORT_FILE})
 # What a write inside the repository fails with on a read-only mount, or without the permission to write
 NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
@@ -47,6 +55,11 @@ class VersionRef(NamedTuple):
     name: str
     version: int
     path: Path
+
+
+class StoredReport(NamedTuple):
+    report: EvaluationReport
+    attached: bool  # False: published with the version; True: attached to it later (imgcls evaluate)
 
 
 def check_name(kind: str, value: str) -> str:
@@ -106,6 +119,8 @@ class ModelRepository:
         expected = {ONNX_FILE: manifest.onnx_sha256}
         if manifest.weights_sha256 is not None:
             expected[WEIGHTS_FILE] = manifest.weights_sha256
+        if manifest.report_sha256 is not None:
+            expected[REPORT_FILE] = manifest.report_sha256
         expected.update({variant.file: variant.sha256 for variant in manifest.variants.values()})
         for filename, digest in expected.items():
             if not (folder / filename).is_file():
@@ -116,6 +131,24 @@ class ModelRepository:
                     f"{name} v{version}: {filename} has sha256 {actual[:12]}…, the manifest says {digest[:12]}…"
                 )
         return manifest
+
+    def report(self, name: str, version: int) -> StoredReport:
+        """The version's evaluation report: the one published with it, else one attached later. Raises
+        ``ReportNotFound`` when it has neither, ``CorruptVersion`` for a file that is not a report."""
+        candidates = ((self.path(name, version) / REPORT_FILE, False), (self._attached_report(name, version), True))
+        for path, attached in candidates:
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            try:
+                return StoredReport(decode_report(data), attached)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise CorruptVersion(f"{name} v{version}: {path.name} is not an evaluation report: {exc}") from exc
+        raise ReportNotFound(name, version)
+
+    def _attached_report(self, name: str, version: int) -> Path:
+        return self.root / name / ATTACHED_REPORTS / f"{version}.json"
 
     def aliases(self, name: str) -> dict[str, int]:
         self.versions(name)  # raises ModelNotFound
@@ -240,6 +273,21 @@ class ModelRepository:
                 raise
         return updated
 
+    def attach_report(self, name: str, version: int, report: EvaluationReport) -> Path:
+        """Store ``report`` beside a version published without one (``<model>/reports/<version>.json``, replacing
+        an earlier attached one atomically) and return its path. The version folder is not touched. Raises
+        ``RepositoryError`` for a version that was published with its own report, ``RepositoryReadOnly``
+        when the repository cannot be written."""
+        if (self.path(name, version) / REPORT_FILE).is_file():
+            raise RepositoryError(
+                f"{name} v{version} was published with its evaluation report ({REPORT_FILE}), and a published "
+                "version does not change: write a new one as files with --report DIR instead"
+            )
+        target = self._attached_report(name, version)
+        with self._writing(f"attaching a report to {name} v{version}"), self._locked(name):
+            write_atomic(target, encode_report(report))
+        return target
+
     @staticmethod
     def _write_manifest(folder: Path, manifest: Manifest) -> None:
         write_atomic(folder / MANIFEST_FILE, encode_manifest(manifest))
@@ -248,11 +296,14 @@ class ModelRepository:
     def _write_aliases(folder: Path, aliases: dict[str, int]) -> None:
         write_json_atomic(folder / ALIASES_FILE, dict(sorted(aliases.items())))
 
-    def publish(self, manifest: Manifest, onnx_path: Path, weights_path: Path | None) -> VersionRef:
+    def publish(
+        self, manifest: Manifest, onnx_path: Path, weights_path: Path | None, report_path: Path | None = None
+    ) -> VersionRef:
         """Copy the files in, stamp hashes and the next version number, and rename into place atomically.
 
-        The manifest's ``name`` picks the model; its ``version``, ``onnx_sha256`` and ``weights_sha256``
-        are overwritten with the real values. Raises ``RepositoryReadOnly`` when the repository cannot be
+        The manifest's ``name`` picks the model; its ``version``, ``onnx_sha256``, ``weights_sha256`` and
+        ``report_sha256`` are overwritten with the real values. ``report_path``: the evaluation report
+        (``report.json``) to publish with it. Raises ``RepositoryReadOnly`` when the repository cannot be
         written.
         """
         name = check_name("model name", manifest.name)
@@ -267,11 +318,19 @@ class ModelRepository:
                 if weights_path is not None:
                     shutil.copyfile(weights_path, staging / WEIGHTS_FILE)
                     weights_sha = sha256_file(staging / WEIGHTS_FILE)
+                report_sha = None
+                if report_path is not None:
+                    shutil.copyfile(report_path, staging / REPORT_FILE)
+                    report_sha = sha256_file(staging / REPORT_FILE)
                 onnx_sha = sha256_file(staging / ONNX_FILE)
                 with self._locked(name):
                     version = max(self.versions(name), default=0) + 1
                     stamped = msgspec.structs.replace(
-                        manifest, version=version, onnx_sha256=onnx_sha, weights_sha256=weights_sha
+                        manifest,
+                        version=version,
+                        onnx_sha256=onnx_sha,
+                        weights_sha256=weights_sha,
+                        report_sha256=report_sha,
                     )
                     (staging / MANIFEST_FILE).write_bytes(encode_manifest(stamped))
                     for child in staging.iterdir():

@@ -175,6 +175,9 @@ def test_fine_tuning_publishes_a_new_model_with_a_new_head_and_its_lineage(
     assert lineage.fine_tune == result.config.to_dict()
     assert lineage.fine_tune is not None and lineage.fine_tune["weight_decay"] == 5e-4  # resolved and recorded
     assert lineage.fine_tune["optimizer_options"]["betas"] == [0.9, 0.999]
+    report, _ = repository.report(result.published.name, 1)  # its evaluation report, published with it
+    assert report.labels == manifest.labels and report.dataset == f"dataset:{DATASET_ID}"
+    assert report.accuracy == manifest.metrics["test_accuracy"] and manifest.report_sha256 is not None
     assert lineage.config["model"] == "lenet5"
     assert lineage.config["lr_multipliers"] == {"classifier.3": 1.0, "*": 0.3}  # head at the full rate
     assert (lineage.config["label_smoothing"], lineage.config["early_stopping_patience"]) == (0.1, 3)  # the recipe

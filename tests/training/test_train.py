@@ -43,6 +43,10 @@ def test_a_run_trains_calibrates_exports_and_publishes(
         "metrics.jsonl",
         "curves.png",
         "confusion_matrix.png",
+        "report.json",
+        "classes.csv",
+        "reliability.png",
+        "thresholds.png",
         "model.onnx",
         "weights.pt",
         "result.json",
@@ -64,6 +68,15 @@ def test_a_run_trains_calibrates_exports_and_publishes(
     assert manifest.lineage.config["optimizer_options"]["betas"] == [0.9, 0.999]  # resolved defaults recorded
     assert manifest.lineage.config["augment"] == "none"  # Fashion-MNIST's default: the default recipe unchanged
     assert manifest.input.shape == (-1, 1, 28, 28)
+
+    # the evaluation report of the test set is published with the version, and says what the manifest says
+    report, attached = repo.report("fashion-mnist", result.published.version)
+    assert not attached and manifest.report_sha256 is not None  # verify() checked its hash above
+    assert (report.dataset, report.images, sum(map(sum, report.confusion_matrix))) == ("fashion-mnist", 300, 300)
+    assert report.accuracy == manifest.metrics["test_accuracy"] and report.ece == manifest.metrics["ece"]
+    assert {f"accuracy/{row.label}": row.recall for row in report.classes}.items() <= manifest.metrics.items()
+    assert report.labels == manifest.labels
+    assert report.thresholds[0].coverage == 1.0 and report.thresholds[0].accuracy == report.accuracy
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(

@@ -9,20 +9,28 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from service.evaluation.report import evaluation_report
 from service.imaging import DecodeLimits
-from service.importing.evaluate import evaluation_metrics
+from service.importing.calibrate import expected_calibration_error
+from service.importing.evaluate import evaluation_metrics, probabilities_of
 from service.importing.folders import LabelledImages, labelled_images, model_outputs
 from service.inference.predictor import Predictor
 from service.inference.providers import CPU, default_threads
 from service.repository import Manifest, ModelRepository
 from service.repository.store import ONNX_FILE
-from training.calibration import calibrated_probabilities, expected_calibration_error
+from training.calibration import calibrated_probabilities
 from training.cli.options import DATA_DIR_OPTION, settings_from
 from training.data import load_dataset
 from training.errors import UnusableData
+from training.report_files import write_report_files
 from training.reporting import confusion_matrix, plot_confusion
+from training.settings import TrainingSettings
 
 BATCH_SIZE = 500
+
+# What a measurement gives: the JSON summary printed, and the (N, classes) probabilities as served with the
+# (N,) true label indices, from which the evaluation report is made.
+Measured = tuple[dict[str, Any], np.ndarray, np.ndarray]
 
 
 @click.command()
@@ -33,6 +41,19 @@ BATCH_SIZE = 500
 @click.option("--model-root", type=click.Path(path_type=Path), help="Model repository [env IMGCLS_MODEL_ROOT].")
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N test images.")
 @click.option("--confusion-png", type=click.Path(path_type=Path), help="Also draw the confusion matrix here.")
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write the evaluation report here: report.json, classes.csv, confusion_matrix.png, reliability.png, "
+    "thresholds.png (made when missing, files replaced).",
+)
+@click.option(
+    "--attach-report",
+    is_flag=True,
+    help="Attach the evaluation report to a version published without one, so the API and the web page show it "
+    "(stored as <model>/reports/<version>.json; the version itself does not change).",
+)
 def evaluate(
     name: str,
     version: str | None,
@@ -41,6 +62,8 @@ def evaluate(
     model_root: Path | None,
     limit: int | None,
     confusion_png: Path | None,
+    report_dir: Path | None,
+    attach_report: bool,
 ) -> None:
     """Accuracy, per-class accuracy, confusion matrix and ECE of NAME at VERSION (number or alias).
 
@@ -48,18 +71,34 @@ def evaluate(
     temperature, so it measures exactly what the service serves. Prints one JSON object. An imported
     version (imgcls models import) is evaluated on a labelled folder (--dataset folder:PATH, default the
     folder it was evaluated on when imported), through the service's own decoding and predictor.
+    --report DIR and --attach-report add the evaluation report (per-class precision, recall and F1,
+    reliability, coverage and accuracy per confidence threshold: docs/evaluation.md).
     """
     settings = settings_from(data_dir=data_dir, model_root=model_root)
     repo = ModelRepository(settings.model_root)
     number = repo.resolve(name, version)
     manifest = repo.verify(name, number)
     if manifest.lineage.imported is not None:
-        report = evaluate_imported(repo, manifest, dataset, limit)
-        if confusion_png is not None:
-            matrix = torch.tensor(report["confusion_matrix"])
-            plot_confusion(matrix, manifest.labels, confusion_png, title=f"{name} v{number} · {report['dataset']}")
-        click.echo(json.dumps(report))
-        return
+        summary, probabilities, targets = evaluate_imported(repo, manifest, dataset, limit)
+    else:
+        summary, probabilities, targets = evaluate_trained(repo, manifest, dataset, limit, settings)
+    title = f"{name} v{number} · {summary['dataset']}"
+    if confusion_png is not None:
+        plot_confusion(torch.tensor(summary["confusion_matrix"]), manifest.labels, confusion_png, title=title)
+    if report_dir is not None or attach_report:
+        report = evaluation_report(probabilities, targets, manifest.labels, dataset=summary["dataset"])
+        if report_dir is not None:
+            summary["report_files"] = str(write_report_files(report, report_dir, title=title).folder)
+        if attach_report:
+            summary["attached_report"] = str(repo.attach_report(name, number, report))
+    click.echo(json.dumps(summary))
+
+
+def evaluate_trained(
+    repo: ModelRepository, manifest: Manifest, dataset: str | None, limit: int | None, settings: TrainingSettings
+) -> Measured:
+    """A trained version on its dataset's test split (or ``dataset``'s), as the export runs it."""
+    name, number = manifest.name, manifest.version
     data = load_dataset(
         dataset or manifest.lineage.dataset,
         fashion_mnist_dir=settings.fashion_mnist_dir,
@@ -83,25 +122,23 @@ def evaluate(
     predicted = logits.argmax(dim=1)
     matrix = confusion_matrix(predicted, labels, len(manifest.labels))
     per_class = (matrix.diag().double() / matrix.sum(dim=1).clamp(min=1).double()).tolist()
-    report = {
+    probabilities = calibrated_probabilities(logits, manifest.temperature).double().numpy()
+    uncalibrated = calibrated_probabilities(logits, 1.0).double().numpy()
+    summary = {
         "name": name,
         "version": number,
         "dataset": data.name,
         "images": len(labels),
         "accuracy": round(float((predicted == labels).float().mean()), 5),
-        "ece": round(expected_calibration_error(calibrated_probabilities(logits, manifest.temperature), labels), 5),
-        "ece_uncalibrated": round(expected_calibration_error(calibrated_probabilities(logits, 1.0), labels), 5),
+        "ece": round(expected_calibration_error(probabilities, labels.numpy()), 5),
+        "ece_uncalibrated": round(expected_calibration_error(uncalibrated, labels.numpy()), 5),
         "per_class_accuracy": {label: round(a, 5) for label, a in zip(manifest.labels, per_class, strict=True)},
         "confusion_matrix": matrix.tolist(),
     }
-    if confusion_png is not None:
-        plot_confusion(matrix, manifest.labels, confusion_png, title=f"{name} v{number} · {data.name}")
-    click.echo(json.dumps(report))
+    return summary, probabilities, labels.numpy()
 
 
-def evaluate_imported(
-    repo: ModelRepository, manifest: Manifest, dataset: str | None, limit: int | None
-) -> dict[str, Any]:
+def evaluate_imported(repo: ModelRepository, manifest: Manifest, dataset: str | None, limit: int | None) -> Measured:
     """An imported version on a labelled folder, measured as on import: the service's decoding and predictor.
 
     An imported version has no training dataset; ``folder:PATH`` (``<label>/<image>``) names the images,
@@ -125,7 +162,7 @@ def evaluate_imported(
     predicted = outputs.argmax(axis=1)
     matrix = np.zeros((len(manifest.labels), len(manifest.labels)), dtype=np.int64)
     np.add.at(matrix, (images.targets, predicted), 1)
-    return {
+    summary = {
         "name": manifest.name,
         "version": manifest.version,
         "dataset": spec,
@@ -138,3 +175,4 @@ def evaluate_imported(
         },
         "confusion_matrix": matrix.tolist(),
     }
+    return summary, probabilities_of(outputs, manifest.scores, manifest.temperature), images.targets

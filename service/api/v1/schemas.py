@@ -2,6 +2,7 @@
 
 import msgspec
 
+from service.evaluation.report import EvaluationReport
 from service.inference.classify import ImageResult
 
 
@@ -95,3 +96,12 @@ class ImportedVersion(msgspec.Struct):
     source: str  # the uploaded file's name
     sha256: str  # of the uploaded file
     fine_tunable: bool  # false: an imported ONNX file has no torch weights
+
+
+class VersionReport(msgspec.Struct):
+    """The answer to GET /v1/models/{name}/versions/{version}/report (docs/evaluation.md reads it)."""
+
+    name: str
+    version: int
+    attached: bool  # false: published with the version; true: attached later (imgcls evaluate --attach-report)
+    report: EvaluationReport

@@ -1,4 +1,4 @@
-// The page's entry point: the API key (sessionStorage only), the three views chosen by the URL's #hash.
+// The page's entry point: the API key (sessionStorage only), the five views chosen by the URL's #hash.
 
 import { apiKey, setApiKey } from "./api.js";
 import { ClassifyView } from "./classify.js";
@@ -6,12 +6,14 @@ import { $ } from "./dom.js";
 import { FineTuningView } from "./finetune.js";
 import { ModelsView } from "./models.js";
 import { ReviewView } from "./review.js";
+import { ReportView } from "./report.js";
 
 const views = {
   classify: new ClassifyView($("#view-classify")),
   models: new ModelsView($("#view-models")),
   "fine-tuning": new FineTuningView($("#view-fine-tuning")),
   review: new ReviewView($("#view-review")),
+  report: new ReportView($("#view-report")),
 };
 let current = null;
 

@@ -54,6 +54,7 @@ SCOPES: dict[tuple[str, str], str | None] = {
     ("POST", "/v1/models/{name:str}/versions/{version:int}/load"): "admin",
     ("POST", "/v1/models/{name:str}/versions/{version:int}/unload"): "admin",
     ("POST", "/v1/models/{name:str}/promote"): "admin",
+    ("GET", "/v1/models/{name:str}/versions/{version:int}/report"): "classify",
     ("POST", "/v1/models/{name:str}/versions"): "admin",
     ("POST", "/v1/datasets"): "train",
     ("GET", "/v1/datasets"): "train",

@@ -15,7 +15,7 @@ from service.importing.folders import labelled_images
 from service.importing.options import ImportOptions
 from service.importing.publish import import_onnx
 from service.inference.classify import prepare
-from service.repository import ModelRepository
+from service.repository import ModelRepository, ReportNotFound
 from service.repository.store import sha256_file
 from tests.service.importing.onnx_models import LABELS, OnnxFiles
 
@@ -112,6 +112,9 @@ def test_a_fixed_batch_of_one_is_served_one_image_at_a_time(tmp_path: Path, onnx
         command="t",
     )
     assert report.batch_mode == "one at a time" and report.manifest.input.shape == (1, 3, 32, 32)
+    assert report.manifest.report_sha256 is None  # nothing to measure an evaluation report on
+    with pytest.raises(ReportNotFound, match="f v1 has no evaluation report"):
+        ModelRepository(tmp_path).report("f", 1)
 
 
 def test_calibrate_and_evaluate_on_labelled_folders(tmp_path: Path, onnx_files: OnnxFiles) -> None:
@@ -148,6 +151,20 @@ def test_calibrate_and_evaluate_on_labelled_folders(tmp_path: Path, onnx_files: 
         mine = test_targets == index
         assert manifest.metrics[f"accuracy/{label}"] == round(float((predicted[mine] == index).mean()), 5)
     assert manifest.lineage.dataset == f"folder:{evaluation.resolve()}"
+    # the evaluation report of the same images is published with the version (and its hash checked)
+    repository = ModelRepository(tmp_path / "models")
+    repository.verify("f", 1)
+    stored, attached = repository.report("f", 1)
+    assert not attached and manifest.report_sha256 is not None
+    assert (stored.dataset, stored.images, stored.accuracy) == (
+        manifest.lineage.dataset,
+        9,
+        manifest.metrics["test_accuracy"],
+    )
+    assert stored.ece == manifest.metrics["ece"]
+    assert stored.confusion_matrix == tuple(
+        tuple(int(((test_targets == t) & (predicted == p)).sum()) for p in range(3)) for t in range(3)
+    )
 
 
 def test_a_folder_with_a_class_that_is_not_a_label_is_refused(tmp_path: Path, onnx_files: OnnxFiles) -> None:
