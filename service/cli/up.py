@@ -73,21 +73,36 @@ def up(
             "or run imgcls up --job-workers 0 (classification only: jobs wait in the queue)"
         )
     program = None if settings.redis_url else redis_server_program()
-    folders = (settings.var_dir, settings.model_root, settings.data_root)
-    var_dir, model_root_dir, data_root = (folder.resolve() for folder in folders)
-    locks = lock_folders([model_root_dir, data_root, var_dir])
+    folders = (settings.var_dir, settings.model_root, settings.data_root, settings.feedback_root)
+    var_dir, model_root_dir, data_root, feedback_root = (folder.resolve() for folder in folders)
+    locks = lock_folders([model_root_dir, data_root, feedback_root, var_dir])
     try:
         check_port(settings.host, settings.port)
         if settings.redis_url:
             check_redis(settings.redis_url)
-        run(settings, program, job_workers, var_dir=var_dir, model_root=model_root_dir, data_root=data_root)
+        run(
+            settings,
+            program,
+            job_workers,
+            var_dir=var_dir,
+            model_root=model_root_dir,
+            data_root=data_root,
+            feedback_root=feedback_root,
+        )
     finally:
         for descriptor in locks:
             os.close(descriptor)
 
 
 def run(
-    settings: UpSettings, program: str | None, job_workers: int, *, var_dir: Path, model_root: Path, data_root: Path
+    settings: UpSettings,
+    program: str | None,
+    job_workers: int,
+    *,
+    var_dir: Path,
+    model_root: Path,
+    data_root: Path,
+    feedback_root: Path,
 ) -> None:
     embedded = EmbeddedRedis.new(var_dir / "redis") if program is not None else None
     redis_url = embedded.url if embedded is not None else settings.redis_url
@@ -97,6 +112,7 @@ def run(
         "IMGCLS_REDIS_URL": redis_url,
         "IMGCLS_MODEL_ROOT": str(model_root),
         "IMGCLS_DATA_ROOT": str(data_root),
+        "IMGCLS_FEEDBACK_ROOT": str(feedback_root),
     }
     logs = var_dir / "logs"
     store = JobStore(redis_url)

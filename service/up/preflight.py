@@ -28,7 +28,8 @@ def lock_folders(folders: list[Path]) -> list[int]:
                 os.close(other)
             raise FoldersInUse(
                 f"{folder} is in use by another imgcls up{holder(folder)}: stop that one first (Ctrl+C where it "
-                "runs), or give this one other folders (IMGCLS_MODEL_ROOT, IMGCLS_DATA_ROOT, IMGCLS_VAR_DIR)"
+                "runs), or give this one other folders "
+                "(IMGCLS_MODEL_ROOT, IMGCLS_DATA_ROOT, IMGCLS_FEEDBACK_ROOT, IMGCLS_VAR_DIR)"
             ) from None
         held.append(descriptor)
     return held

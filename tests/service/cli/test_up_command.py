@@ -123,6 +123,7 @@ def environment(folder: Path) -> dict[str, str]:
         "PYTHONPATH": str(Path(__file__).resolve().parents[3]),
         "IMGCLS_MODEL_ROOT": str(folder / "models"),
         "IMGCLS_DATA_ROOT": str(folder / "data"),
+        "IMGCLS_FEEDBACK_ROOT": str(folder / "feedback"),
         "IMGCLS_RUNS_DIR": str(folder / "runs"),
         "IMGCLS_VAR_DIR": str(folder / "var"),
         "IMGCLS_INTRA_OP_THREADS": "1",
@@ -367,7 +368,7 @@ def test_a_second_up_on_the_same_folders_refuses(up: Up) -> None:
     assert re.fullmatch(
         rf"error: FoldersInUse: {re.escape(str(up.folder / 'models'))} is in use by another imgcls up "
         rf"\(pid {up.process.pid}\): stop that one first \(Ctrl\+C where it runs\), or give this one other folders "
-        r"\(IMGCLS_MODEL_ROOT, IMGCLS_DATA_ROOT, IMGCLS_VAR_DIR\)\n",
+        r"\(IMGCLS_MODEL_ROOT, IMGCLS_DATA_ROOT, IMGCLS_FEEDBACK_ROOT, IMGCLS_VAR_DIR\)\n",
         second.stderr,
     ), second.stderr
 
