@@ -38,13 +38,12 @@ import torch
 from torch import nn
 
 from service.files import replacing
-from service.repository.manifest import Explanation
+from service.repository.manifest import CAM_OUTPUT, Explanation
 from service.repository.store import EXPLAIN_FILE
 from training.errors import ExportError
 from training.export import EXAMPLE_BATCH_SIZE, INPUT_NAME, OUTPUT_NAME, SEED, on_cpu_in_float32, parity_inputs, to_onnx
 from training.models.registry import head_of
 
-CAM_NAME = "cam"
 Pooling = Literal["average", "max"]
 
 _RESNET_FEATURES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
@@ -119,7 +118,7 @@ def export_explain(
     try:
         graph = ExplainGraph(export_model, architecture).eval()
         with replacing(path) as temporary:
-            proto = to_onnx(graph, example, opset, output_names=(OUTPUT_NAME, CAM_NAME))
+            proto = to_onnx(graph, example, opset, output_names=(OUTPUT_NAME, CAM_OUTPUT))
             onnx.save_model(proto, temporary, save_as_external_data=False)
             try:
                 onnx.checker.check_model(temporary, full_check=True)
@@ -147,7 +146,7 @@ def _check_signature(proto: onnx.ModelProto, path: Path) -> tuple[int, int]:
 
     outputs = {value.name: dims(value) for value in proto.graph.output}
     inputs = [value.name for value in proto.graph.input]
-    logits, cam = outputs.get(OUTPUT_NAME), outputs.get(CAM_NAME)
+    logits, cam = outputs.get(OUTPUT_NAME), outputs.get(CAM_OUTPUT)
     if (
         inputs != [INPUT_NAME]
         or logits is None
@@ -159,7 +158,7 @@ def _check_signature(proto: onnx.ModelProto, path: Path) -> tuple[int, int]:
     ):
         raise ExportError(
             f"{path.name}: expected input {INPUT_NAME!r} and outputs {OUTPUT_NAME!r} (batch, classes) and "
-            f"{CAM_NAME!r} (batch, classes, h, w), got {inputs} -> {outputs}"
+            f"{CAM_OUTPUT!r} (batch, classes, h, w), got {inputs} -> {outputs}"
         )
     return int(cam[2]), int(cam[3])
 
@@ -187,7 +186,7 @@ def _check_parity(
                 f"{name}: the explain graph's logits differ from the model's (max abs diff "
                 f"{float((logits - whole).abs().max()):.3g}): the architecture is not split where FEATURES says"
             )
-        got = session.run([OUTPUT_NAME, CAM_NAME], {INPUT_NAME: batch.numpy()})
+        got = session.run([OUTPUT_NAME, CAM_OUTPUT], {INPUT_NAME: batch.numpy()})
         for output, want in zip(got, (logits.numpy(), cam.numpy()), strict=True):
             if output.shape != want.shape:
                 raise ExportError(f"{name}: onnxruntime gave shape {output.shape}, torch {want.shape}")

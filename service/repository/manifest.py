@@ -9,6 +9,7 @@ from typing import Any, Literal
 import msgspec
 
 MANIFEST_SCHEMA_VERSION = 1
+CAM_OUTPUT = "cam"  # the explain graph's output of class activation maps, beside "logits"
 
 
 class Preprocessing(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -105,9 +106,9 @@ class Variant(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Explanation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``explain.onnx``, published with a version whose classifier is a global pool and one linear layer.
 
-    Its input is the model's; its outputs are ``logits`` (batch, classes) and ``cam`` (batch, classes, *map_size*):
-    each class's activation map, ``W[k] . F`` over the last feature map F (training/explain_export.py). The
-    service picks a class's map, upsamples it to the input and draws it (service/inference/explain.py).
+    Its input is the model's; its outputs are ``logits`` (batch, classes) and ``CAM_OUTPUT`` (batch, classes,
+    *map_size*): each class's activation map, ``W[k] . F`` over the last feature map F (training/explain_export.py).
+    The service picks a class's map, upsamples it to the input and draws it (service/inference/explain.py).
     """
 
     file: str  # inside the version folder: "explain.onnx"
