@@ -47,6 +47,8 @@ LABELS_SHOWN = 20  # an unknown class's message lists this many of the model's l
 class ExplainedImage:
     result: ImageResult  # the top-k labels, as classify answers them
     index: int  # the class explained: the top-1, or the one asked for
+    label: str
+    probability: float  # of that class, calibrated
     values: np.ndarray  # (h, w) float32 map at its own resolution: logit units (cam), probability drops (occlusion)
 
 
@@ -198,8 +200,11 @@ async def explain(
         logits, maps = await explainers.run(manifest, batch)
         probabilities = calibrated(logits, np.float32(manifest.temperature), manifest.scores)
         results = rank(probabilities, manifest.labels, top_k, threshold)
-        indices = [result.top[0].index if asked is None else asked for result in results]
-        explained = [ExplainedImage(r, k, maps[i, k]) for i, (r, k) in enumerate(zip(results, indices, strict=True))]
+        explained = []
+        for position, result in enumerate(results):
+            k = result.top[0].index if asked is None else asked
+            probability = float(probabilities[position, k])
+            explained.append(ExplainedImage(result, k, manifest.labels[k], probability, maps[position, k]))
         runs = 1
     else:
         rows = []
@@ -209,10 +214,10 @@ async def explain(
             rows.append((await loaded.batcher.submit(copies)).probabilities)
         results = rank(np.stack([row[0] for row in rows]), manifest.labels, top_k, threshold)
         explained = []
-        for result, row in zip(results, rows, strict=True):
+        for result, scores in zip(results, rows, strict=True):
             k = result.top[0].index if asked is None else asked
-            drops = (row[0, k] - row[1:, k]).reshape(OCCLUSION_GRID, OCCLUSION_GRID)
-            explained.append(ExplainedImage(result, k, drops.astype(np.float32)))
+            drops = (scores[0, k] - scores[1:, k]).reshape(OCCLUSION_GRID, OCCLUSION_GRID).astype(np.float32)
+            explained.append(ExplainedImage(result, k, manifest.labels[k], float(scores[0, k]), drops))
         runs = OCCLUSION_RUNS
     compute_s = time.perf_counter() - started - decode_s
     return Explained(explained, batch, method, runs, decode_s, compute_s)
