@@ -3,6 +3,7 @@ its explain graph) and an imported ONNX file (none; channels last, probabilities
 answers, ?class=, the errors, and the occlusion fallback."""
 
 import io
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -21,30 +22,20 @@ from service.inference.heatmaps import normalized
 from service.inference.providers import CPU
 from service.repository import ModelRepository
 from service.settings import ServiceSettings
-from tests.conftest import FASHION_MNIST
+from tests.conftest import EXPLAINABLE_MODEL
 from tests.service.api.conftest import png_bytes
 from tests.service.api.server import running_server
 from tests.service.importing.onnx_models import LABELS, OnnxFiles
 
-CNN = "fashion-cnn"
+CNN = EXPLAINABLE_MODEL
 IMPORTED = "imported"
 
 
 @pytest.fixture(scope="module")
-def model_root(tmp_path_factory: pytest.TempPathFactory, onnx_files: OnnxFiles) -> Path:
-    pytest.importorskip("torch")
-    from training.config import TrainConfig
-    from training.settings import TrainingSettings
-    from training.train import run
-
-    root = tmp_path_factory.mktemp("explain")
-    settings = TrainingSettings(model_root=root / "models", runs_dir=root / "runs", fashion_mnist_dir=FASHION_MNIST)
-    config = TrainConfig(
-        model="cnn", epochs=1, train_subset=1024, test_subset=200, val_fraction=0.1, threads=2, name=CNN
-    )
-    assert run(config, settings=settings, progress=False, echo=False).published is not None
+def model_root(explainable_repository: Path, tmp_path_factory: pytest.TempPathFactory, onnx_files: OnnxFiles) -> Path:
+    root = Path(shutil.copytree(explainable_repository, tmp_path_factory.mktemp("explain") / "models"))
     import_onnx(
-        ModelRepository(root / "models"),
+        ModelRepository(root),
         onnx_files.nhwc_softmax,  # as Keras exports: channels last, probabilities out
         name=IMPORTED,
         labels=LABELS,
@@ -52,7 +43,7 @@ def model_root(tmp_path_factory: pytest.TempPathFactory, onnx_files: OnnxFiles) 
         source="keras_like.onnx",
         command="test",
     )
-    return root / "models"
+    return root
 
 
 @pytest.fixture(scope="module")
