@@ -47,13 +47,20 @@ def upsampled(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
-def colours(values: np.ndarray) -> np.ndarray:
-    """[0, 1] values -> (..., 3) uint8 RGB on ``COLOUR_STOPS``, linearly between stops."""
-    position = np.clip(values, 0.0, 1.0) * (len(COLOUR_STOPS) - 1)
+def _colour_table() -> np.ndarray:
+    """(256, 3) uint8: ``COLOUR_STOPS`` interpolated linearly, one entry per 8-bit level."""
+    position = np.linspace(0.0, len(COLOUR_STOPS) - 1, 256)
     below = np.minimum(position.astype(np.int64), len(COLOUR_STOPS) - 2)
-    share = (position - below)[..., None]
-    mixed = COLOUR_STOPS[below] * (1 - share) + COLOUR_STOPS[below + 1] * share
-    return np.rint(mixed).astype(np.uint8)
+    share = (position - below)[:, None]
+    return np.rint(COLOUR_STOPS[below] * (1 - share) + COLOUR_STOPS[below + 1] * share).astype(np.uint8)
+
+
+COLOUR_TABLE = _colour_table()
+
+
+def colours(values: np.ndarray) -> np.ndarray:
+    """[0, 1] values (clipped) -> (..., 3) uint8 RGB on ``COLOUR_STOPS``, in 256 levels."""
+    return COLOUR_TABLE[np.rint(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)]
 
 
 def seen_image(image: np.ndarray, preprocessing: Preprocessing) -> np.ndarray:
@@ -73,8 +80,7 @@ def overlay_png(image: np.ndarray, values: np.ndarray, preprocessing: Preprocess
     base = Image.fromarray(seen_image(image, preprocessing))
     if scale > 1:
         base = base.resize((size[1], size[0]), Image.Resampling.NEAREST)  # the model's pixels, kept sharp
-    heat = colours(np.clip(upsampled(values, size), 0.0, 1.0))
-    blended = np.asarray(base, dtype=np.float32) * (1 - OVERLAY_ALPHA) + heat * OVERLAY_ALPHA
+    heat = Image.fromarray(colours(upsampled(values, size)))
     buffer = io.BytesIO()
-    Image.fromarray(np.rint(blended).astype(np.uint8)).save(buffer, "PNG")
+    Image.blend(base, heat, OVERLAY_ALPHA).save(buffer, "PNG", compress_level=1)  # fast: the picture is for now
     return buffer.getvalue()
