@@ -199,6 +199,22 @@ def photos(results: list[Result]) -> list[str]:
     return [*lines, "", source_line(result)]
 
 
+def explain(results: list[Result]) -> list[str]:
+    """benchmarks/explain.py: classify and explanations side by side, onnxruntime alone and over HTTP."""
+    (result,) = results
+    lines = ["| model | measured | per second | median latency |", "|---|---|---:|---:|"]
+    for section, where in (("onnxruntime", "onnxruntime alone"), ("http", "HTTP, one client")):
+        for model, contenders in result[section].items():
+            facts = result["models"][model]
+            height, width = facts["input_size"]
+            for name, figure in contenders.items():
+                lines.append(
+                    f"| `{facts['architecture']}` {height}×{width} | {where}: {name} | {spread(figure['per_second'])} "
+                    f"| {spread(figure['median_ms'], ' ms')} |"
+                )
+    return [*lines, "", source_line(result)]
+
+
 def flat(value: Any) -> str:
     """A nested figure on one line: {"a": 1, "b": {"c": 2}} -> "(a 1, b (c 2))"."""
     if isinstance(value, dict):
@@ -257,6 +273,7 @@ RENDERERS: dict[str, Callable[[list[Result]], list[str]]] = {
     "soak": soak,
     "recipe": recipe,
     "photos": photos,
+    "explain": explain,
     "gpu": gpu,
     "summary": summary,
 }

@@ -12,6 +12,7 @@ from training.settings import TrainingSettings
 # The Fashion-MNIST folder as every command finds it: IMGCLS_FASHION_MNIST_DIR, else the settings' default.
 FASHION_MNIST = TrainingSettings().fashion_mnist_dir
 MODEL = "fashion-mnist"
+EXPLAINABLE_MODEL = "fashion-cnn"
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +49,23 @@ def trained_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run(config, settings=settings)
     assert result.published is not None
     publish_run(result.run_dir, repository_root=root / "models", name=MODEL)
+    return root / "models"
+
+
+@pytest.fixture(scope="session")
+def explainable_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A read-only template repository: fashion-cnn v1, a cnn trained for a few seconds on a slice of
+    Fashion-MNIST and published by training with its explain graph (class activation maps)."""
+    pytest.importorskip("torch")
+    from training.config import TrainConfig
+    from training.train import run
+
+    root = tmp_path_factory.mktemp("explainable")
+    settings = TrainingSettings(model_root=root / "models", runs_dir=root / "runs", fashion_mnist_dir=FASHION_MNIST)
+    config = TrainConfig(
+        model="cnn", epochs=1, train_subset=1024, test_subset=200, val_fraction=0.1, threads=2, name=EXPLAINABLE_MODEL
+    )
+    assert run(config, settings=settings, progress=False, echo=False).published is not None
     return root / "models"
 
 

@@ -74,15 +74,15 @@ def export_onnx(
     path = Path(path)
     _check_input_shape(input_shape)
     generator = torch.Generator().manual_seed(SEED)
-    inputs = _parity_inputs(sample, input_shape, generator)
+    inputs = parity_inputs(sample, input_shape, generator)
     example = torch.randn((EXAMPLE_BATCH_SIZE, *input_shape), generator=generator)
 
-    export_model = _on_cpu_in_float32(model)
+    export_model = on_cpu_in_float32(model)
     modes = {module: module.training for module in export_model.modules()}
     export_model.eval()
     try:
         with replacing(path) as temporary:  # renamed into place only when every check passed
-            proto = _to_onnx(export_model, example, opset)
+            proto = to_onnx(export_model, example, opset)
             for key, value in (metadata or {}).items():
                 proto.metadata_props.add(key=key, value=value)
             onnx.save_model(proto, temporary, save_as_external_data=False)
@@ -119,7 +119,7 @@ def _check_input_shape(input_shape: tuple[int, ...]) -> None:
         raise ValueError(f"input_shape must be (C, H, W) with positive ints, got {input_shape!r}")
 
 
-def _parity_inputs(
+def parity_inputs(
     sample: torch.Tensor | None, input_shape: tuple[int, int, int], generator: torch.Generator
 ) -> list[torch.Tensor]:
     """Batches of 1 and 3 (and the whole sample when it has more rows), sample rows first."""
@@ -140,21 +140,24 @@ def _parity_inputs(
     return batches
 
 
-def _on_cpu_in_float32(model: nn.Module) -> nn.Module:
+def on_cpu_in_float32(model: nn.Module) -> nn.Module:
     tensors = [*model.parameters(), *model.buffers()]
     if all(t.device.type == "cpu" and (t.dtype == torch.float32 or not t.is_floating_point()) for t in tensors):
         return model
     return copy.deepcopy(model).to(device="cpu", dtype=torch.float32)
 
 
-def _to_onnx(model: nn.Module, example: torch.Tensor, opset: int) -> onnx.ModelProto:
+def to_onnx(
+    model: nn.Module, example: torch.Tensor, opset: int, output_names: tuple[str, ...] = (OUTPUT_NAME,)
+) -> onnx.ModelProto:
+    """The model traced with ``example`` (a batch of 2, its axis 0 dynamic) as an ONNX proto, weights inside."""
     try:
         program = torch.onnx.export(
             model,
             (example,),
             dynamo=True,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            output_names=list(output_names),
             opset_version=opset,
             # One entry per positional input: axis 0 of the first (only) input is the batch axis.
             dynamic_shapes=({0: torch.export.Dim(BATCH_AXIS_NAME)},),

@@ -407,7 +407,8 @@ def publish_trial(
             return None
         run = folder.run
         report = run.report if run.report.is_file() else None  # every run has one, but those finished before reports
-        ref = repository.publish(job_manifest(finished, record, folder), run.model, run.weights, report)
+        explain = run.explain if finished.explain is not None else None
+        ref = repository.publish(job_manifest(finished, record, folder), run.model, run.weights, report, explain)
         write_json_atomic(folder.published, {"name": ref.name, "version": ref.version, "promoted": None})
         promoted = None
     if promoted is None:

@@ -1,6 +1,7 @@
 """The end of a completed run: calibrate, test, draw, export, and publish.
 
-Writes into the run folder ``model.onnx`` (checked against torch inside the export), ``weights.pt``
+Writes into the run folder ``model.onnx`` (checked against torch inside the export), ``explain.onnx``
+for architectures with class activation maps (training/explain_export.py, checked the same way), ``weights.pt``
 (the state_dict, for fine-tuning), the evaluation report of the test set (``report.json`` and its
 pictures: training/report_files.py), ``result.json`` (what the manifest will say), the curves, and then
 publishes the folder's files as a new version through ``training.publish``.
@@ -25,6 +26,7 @@ from training.calibration import calibrated_probabilities, expected_calibration_
 from training.config import TrainConfig
 from training.data import DatasetBundle
 from training.engine import evaluate
+from training.explain_export import explainable, export_explain
 from training.export import export_onnx
 from training.publish import publish_run
 from training.report_files import write_report_files
@@ -101,10 +103,11 @@ def finish_run(
     sample_batch = next(
         eval_batches(*test, batch_size=8, preprocessing=data.preprocessing, device=torch.device("cpu"))
     )[0]
+    input_shape = (data.preprocessing.channels, *data.preprocessing.input_size)
     export = export_onnx(
         model_cpu,
         folder.model,
-        input_shape=(data.preprocessing.channels, *data.preprocessing.input_size),
+        input_shape=input_shape,
         sample=sample_batch,
         metadata={
             "labels": json.dumps(list(data.labels)),
@@ -114,6 +117,13 @@ def finish_run(
             "config": json.dumps(config.to_dict()),
             "code_version": code_version(),
         },
+    )
+    explain = (
+        export_explain(
+            model_cpu, folder.explain, architecture=config.model, input_shape=input_shape, sample=sample_batch
+        )
+        if explainable(config.model)
+        else None
     )
     folder.write_result(
         FinishedRun(
@@ -130,6 +140,7 @@ def finish_run(
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             code_version=code_version(),
             early_stop=early_stop,
+            explain=explain,
         )
     )
     published = (

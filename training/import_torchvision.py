@@ -11,6 +11,7 @@ exported to ONNX with the parity check, and published as a new version with:
   interpolation, mean/std: 256/224/bilinear for most, 232 for resnet50's V2 weights, bicubic for
   efficientnet_b0), or of the architecture's default entry for a file renamed by the user; photos with
   transparency composited on white, as for the photo models imgcls trains;
+- ``explain.onnx`` for the architectures with class activation maps (ResNets, efficientnet_b0);
 - ``weights.pt`` (so it can be fine-tuned), ``metrics`` empty and ``calibration`` "uncalibrated"
   (temperature 1.0): there are no ImageNet images here to measure or calibrate on;
 - ``lineage.imported``: kind "torchvision", the file name, its sha256, when, and the command.
@@ -42,10 +43,11 @@ from service.repository import (
 )
 from service.repository.manifest import TensorSpec
 from service.repository.notify import announce_change, promote
-from service.repository.store import PRODUCTION, check_name
+from service.repository.store import EXPLAIN_FILE, PRODUCTION, check_name
 from service.version import code_version
 from training.data.datasets import PHOTO_BACKGROUND
 from training.errors import InvalidHyperparameter, UnknownModel
+from training.explain_export import explainable, export_explain
 from training.export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from training.models import create_model
 from training.pretrained import fit_weights, read_weights_file
@@ -118,6 +120,12 @@ def import_torchvision(
             },
         )
         torch.save(model.state_dict(), weights_copy)
+        explain_path = Path(scratch) / EXPLAIN_FILE if explainable(architecture) else None
+        explain = (
+            export_explain(model, explain_path, architecture=architecture, input_shape=(3, *preprocessing.input_size))
+            if explain_path is not None
+            else None
+        )
         manifest = Manifest(
             name=name,
             architecture=architecture,
@@ -143,8 +151,9 @@ def import_torchvision(
             created_at=imported_at,
             code_version=code_version(),
             calibration="uncalibrated",
+            explain=explain,
         )
-        published = repository.publish(manifest, onnx_path, weights_copy)
+        published = repository.publish(manifest, onnx_path, weights_copy, explain_path=explain_path)
     if PRODUCTION not in repository.aliases(name):
         promote(repository, name, published.version, redis_url=redis_url)
     else:

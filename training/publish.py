@@ -30,6 +30,7 @@ def publish_run(
         folder.model,
         folder.weights if folder.weights.is_file() else None,
         folder.report if folder.report.is_file() else None,
+        folder.explain if result.explain is not None else None,
     )
     if PRODUCTION not in repository.aliases(name):
         promote(repository, name, published.version, redis_url=redis_url)

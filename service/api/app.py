@@ -25,11 +25,12 @@ from service.api.errors import problem_response
 from service.api.fastpath.admission import Admission
 from service.api.fastpath.tally import FLUSH_INTERVAL_S
 from service.api.state import AppState, decode_limits, feedback_store, keeper, serving_options
-from service.api.v1 import classify, datasets, feedback, hyperparameters, imports, jobs, models, reports
+from service.api.v1 import classify, datasets, explain, feedback, hyperparameters, imports, jobs, models, reports
 from service.api.v2 import infer as v2_infer
 from service.api.v2 import routes as v2
 from service.datasets import DatasetLimits, DatasetStore
 from service.feedback import PredictionIds
+from service.inference.explain import Explainers
 from service.inference.registry import ModelRegistry
 from service.inference.watch import listen_for_changes, poll_repository
 from service.jobs.queue import JobQueue
@@ -97,6 +98,7 @@ def create_app(settings: ServiceSettings) -> Litestar:
         feedback=feedback_items,
         keeper=keeper(settings, feedback_items, limits),
         prediction_ids=PredictionIds(),
+        explainers=Explainers(registry.repository, providers=registry.providers, intra_op_threads=registry.threads),
     )
 
     async def start() -> None:
@@ -154,6 +156,7 @@ def create_app(settings: ServiceSettings) -> Litestar:
     return Litestar(
         route_handlers=[
             classify.classify_images,
+            explain.explain_images,
             models.list_models,
             models.model_detail,
             models.load_version,

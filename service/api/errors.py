@@ -33,12 +33,14 @@ from service.feedback import (
 from service.imaging import CorruptImage, EmptyImage, ImageError, ImageTooLarge, UnsupportedImageFormat
 from service.importing import ImportRejected, InvalidImportOptions, ModelFileTooLarge, UnsafeExternalData
 from service.inference.errors import (
+    ExplanationUnavailable,
     InvalidArgument,
     ModelNotLoaded,
     ProviderUnavailable,
     QueueFull,
     ShuttingDown,
     StillLoading,
+    UnknownClass,
     VariantNotFound,
     VersionInUse,
     VersionNotLoaded,
@@ -100,6 +102,8 @@ STATUS_TABLE: list[tuple[type[Exception], int, str]] = [
     (VariantNotFound, 404, "not_found"),
     (ModelNotLoaded, 404, "not_loaded"),
     (VersionInUse, 409, "conflict"),
+    (ExplanationUnavailable, 409, "no_explanations"),
+    (UnknownClass, 422, "unknown_label"),
     (CorruptVersion, 422, "corrupt_version"),
     (RepositoryReadOnly, 409, "read_only"),
     (RepositoryError, 400, "bad_request"),
@@ -139,6 +143,8 @@ def with_route_hint(error: Exception) -> str:
     if isinstance(error, VersionNotLoaded):
         query = f"?variant={error.variant}" if error.variant else ""
         return f"{error}; load it with POST /v1/models/{error.name}/versions/{error.version}/load{query}"
+    if isinstance(error, ExplanationUnavailable):
+        return f"{error}: add ?method=occlusion"
     if isinstance(error, DatasetNotFound):
         return f"{error}; GET /v1/datasets lists them"
     if isinstance(error, JobNotFound):

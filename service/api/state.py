@@ -11,6 +11,7 @@ from service.datasets import DatasetStore
 from service.feedback import FeedbackStore, Keeper, KeepPolicy, PredictionIds
 from service.imaging import DecodeLimits
 from service.inference.classify import Classification
+from service.inference.explain import Explainers
 from service.inference.registry import LoadedVersion, ModelRegistry, ServingOptions
 from service.jobs.queue import JobQueue
 from service.jobs.store import JobStore
@@ -79,6 +80,7 @@ class AppState:
     feedback: FeedbackStore
     keeper: Keeper | None  # None: IMGCLS_KEEP_PREDICTIONS is off
     prediction_ids: PredictionIds
+    explainers: Explainers  # explain graphs, opened on the first explanation asked of a version
 
     def observe_classification(
         self, loaded: LoadedVersion, answer: Classification, total_s: float, *, endpoint: str

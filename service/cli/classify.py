@@ -10,9 +10,11 @@ import click
 from tqdm import tqdm
 
 from service.imaging import DecodeLimits
-from service.inference.errors import VariantNotFound
-from service.inference.offline import FileResult, classify_files, image_files, load_predictor
+from service.inference.errors import ExplanationUnavailable, VariantNotFound
+from service.inference.explain import open_session
+from service.inference.offline import FileResult, classify_files, image_files, load_predictor, write_overlays
 from service.inference.predictor import FP32
+from service.inference.providers import choose_providers, default_threads
 from service.repository import ModelRepository
 from service.settings import ServiceSettings
 
@@ -70,6 +72,12 @@ def write(rows: list[FileResult], out: TextIO, fmt: str, top_k: int) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
 @click.option("--model-root", type=click.Path(path_type=Path), help="Model repository [env IMGCLS_MODEL_ROOT].")
+@click.option(
+    "--explain",
+    "explain_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write each image's top-1 class activation map, drawn over it, into this folder (<name>.png).",
+)
 def classify(
     paths: tuple[Path, ...],
     name: str,
@@ -80,11 +88,12 @@ def classify(
     fmt: str,
     output: Path | None,
     model_root: Path | None,
+    explain_dir: Path | None,
 ) -> None:
     """Classify image files and folders (searched recursively for .jpg .jpeg .png .webp) without a server.
 
     Files that cannot be read are reported (an error row) and the rest still run; the exit code is 1 if any
-    file failed.
+    file failed. --explain needs a version published with its explain graph (docs/explanations.md).
     """
     settings = ServiceSettings()
     repository = ModelRepository(model_root or settings.model_root)
@@ -94,6 +103,14 @@ def classify(
         raise click.BadParameter(str(error), param_hint="--variant") from error
     if top_k > len(manifest.labels):
         raise click.BadParameter(f"the model has {len(manifest.labels)} labels", param_hint="--top-k")
+    try:
+        explainer = (
+            open_session(repository, manifest, providers=choose_providers("auto"), intra_op_threads=default_threads(1))
+            if explain_dir is not None
+            else None
+        )
+    except ExplanationUnavailable as error:
+        raise click.BadParameter(str(error), param_hint="--explain") from error
     files = image_files(paths)
     if not files:
         raise click.UsageError("no image files (.jpg .jpeg .png .webp) under the given paths")
@@ -109,6 +126,9 @@ def classify(
     else:
         with output.open("w", newline="") as out:
             write(rows, out, fmt, top_k)
+    if explain_dir is not None and explainer is not None:
+        overlays = write_overlays(rows, manifest, explainer, explain_dir, batch_size=batch_size, limits=limits)
+        click.echo(f"{len(overlays)} explanations written to {explain_dir}", err=True)
     failed = sum(row.result is None for row in rows)
     click.echo(f"{len(rows) - failed} classified, {failed} failed", err=True)
     if failed:

@@ -50,3 +50,12 @@ class VersionInUse(InferenceError):
 
 class InvalidArgument(InferenceError):
     """A request parameter out of range (top_k larger than the number of labels, no images, ...)."""
+
+
+class ExplanationUnavailable(InferenceError):
+    """Class activation maps asked of a version without an explain graph (an imported ONNX file, an architecture
+    whose classifier is not one linear layer on a global pool, a version published before explanations)."""
+
+
+class UnknownClass(InferenceError):
+    """An explanation asked for a class label the model does not have."""

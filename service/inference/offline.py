@@ -1,7 +1,9 @@
 """Classification without a server (``imgcls classify``): files and folders in batches, through the API's
 own pieces: the same decoding and preprocessing, the version's ``Predictor`` (onnxruntime and the
 temperature) called directly instead of through a batcher, and the same ``rank``. Unlike a request, one
-unreadable file does not fail its batch: it gets an error row and the others run."""
+unreadable file does not fail its batch: it gets an error row and the others run. ``write_overlays``
+(``--explain DIR``) draws each classified file's top-1 class activation map over it, as the API's
+``format=png`` does."""
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -9,8 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from service.files import write_atomic
 from service.imaging import DecodeLimits, ImageError, decode_into
 from service.inference.classify import ImageResult, rank
+from service.inference.explain import ExplainSession
+from service.inference.heatmaps import normalized, overlay_png
 from service.inference.predictor import Predictor, model_file
 from service.inference.providers import choose_providers, default_threads
 from service.repository import Manifest, ModelRepository
@@ -71,3 +76,44 @@ def classify_files(
             results = dict(zip(good, rank(probabilities, manifest.labels, top_k, 0.0), strict=True))
         for position, path in enumerate(chunk):
             yield FileResult(path, results.get(position), errors.get(position))
+
+
+def overlay_names(paths: list[Path]) -> list[str]:
+    """``<stem>.png`` per file; a stem seen before gets ``-2``, ``-3``, ... (nested folders may repeat names)."""
+    taken: dict[str, int] = {}
+    names = []
+    for path in paths:
+        count = taken[path.stem] = taken.get(path.stem, 0) + 1
+        names.append(f"{path.stem}.png" if count == 1 else f"{path.stem}-{count}.png")
+    return names
+
+
+def write_overlays(
+    rows: list[FileResult],
+    manifest: Manifest,
+    session: ExplainSession,
+    folder: Path,
+    *,
+    batch_size: int,
+    limits: DecodeLimits,
+) -> list[Path]:
+    """Each classified file's top-1 class activation map drawn over the image the model saw, into ``folder``
+    (``overlay_names``); returns the files written, in the order of ``rows``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    classified = [row for row in rows if row.result is not None]
+    names = overlay_names([row.path for row in classified])
+    height, width = manifest.preprocessing.input_size
+    written = []
+    for start in range(0, len(classified), batch_size):
+        chunk = classified[start : start + batch_size]
+        batch = np.empty((len(chunk), manifest.preprocessing.channels, height, width), dtype=np.float32)
+        for position, row in enumerate(chunk):
+            decode_into(row.path.read_bytes(), limits, manifest.preprocessing, batch[position])
+        _, maps = session.run(batch)
+        for position, row in enumerate(chunk):
+            assert row.result is not None
+            scaled, _, _ = normalized(maps[position, row.result.top[0].index])
+            target = folder / names[start + position]
+            write_atomic(target, overlay_png(batch[position], scaled, manifest.preprocessing))
+            written.append(target)
+    return written

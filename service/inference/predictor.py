@@ -47,6 +47,18 @@ def session_options(intra_op_threads: int) -> ort.SessionOptions:
     return options
 
 
+def calibrated(scores: np.ndarray, temperature: np.float32, kind: Literal["logits", "probabilities"]) -> np.ndarray:
+    """(N, classes) model outputs -> probabilities: softmax(logits / temperature), computed in place on the
+    logits; probabilities as they are. Also used by explanations (inference/explain.py), whose graph gives logits."""
+    if kind == "probabilities":
+        return scores
+    scores /= temperature
+    scores -= scores.max(axis=1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=1, keepdims=True)
+    return scores
+
+
 class Predictor:
     """(N, C, H, W) float32 preprocessed images -> (N, classes) calibrated probabilities.
 
@@ -106,14 +118,7 @@ class Predictor:
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities: the model's own, or softmax(logits / temperature) computed in place on the logits."""
-        scaled = self.outputs(batch)
-        if self.scores == "probabilities":
-            return scaled
-        scaled /= self.temperature
-        scaled -= scaled.max(axis=1, keepdims=True)
-        np.exp(scaled, out=scaled)
-        scaled /= scaled.sum(axis=1, keepdims=True)
-        return scaled
+        return calibrated(self.outputs(batch), self.temperature, self.scores)
 
     def warm_up(self, batch_sizes: tuple[int, ...]) -> None:
         """Run each batch size once so that the first real requests do not pay for allocation and tuning."""

@@ -11,6 +11,7 @@ from service.repository.errors import (
 )
 from service.repository.manifest import (
     MANIFEST_SCHEMA_VERSION,
+    Explanation,
     Imported,
     Lineage,
     Manifest,
@@ -24,6 +25,7 @@ __all__ = [
     "MANIFEST_SCHEMA_VERSION",
     "AliasNotFound",
     "CorruptVersion",
+    "Explanation",
     "Imported",
     "Lineage",
     "Manifest",

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import msgspec
 
 MANIFEST_SCHEMA_VERSION = 1
+CAM_OUTPUT = "cam"  # the explain graph's output of class activation maps, beside "logits"
 
 
 class Preprocessing(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -102,6 +103,22 @@ class Variant(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError(f"variant {self.file}: metrics lack test_accuracy")
 
 
+class Explanation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``explain.onnx``, published with a version whose classifier is a global pool and one linear layer.
+
+    Its input is the model's; its outputs are ``logits`` (batch, classes) and ``CAM_OUTPUT`` (batch, classes,
+    *map_size*): each class's activation map, ``W[k] . F`` over the last feature map F (training/explain_export.py).
+    The service picks a class's map, upsamples it to the input and draws it (service/inference/explain.py).
+    """
+
+    file: str  # inside the version folder: "explain.onnx"
+    sha256: str  # stamped by ModelRepository.publish
+    # "average": exact, the map's mean is the logit less its bias; "max": where the evidence is (docs/explanations.md)
+    pooling: Literal["average", "max"]
+    map_size: tuple[int, int]  # (height, width) of each map, before upsampling to the input size
+    max_abs_diff: float  # onnxruntime against torch, logits and maps, on a sample batch
+
+
 class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     architecture: str  # a name from training's model registry
@@ -134,6 +151,9 @@ class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # sha256 of report.json, the evaluation report published with the version (service/evaluation); None for
     # versions without one (published before reports existed, imported without --evaluate-on).
     report_sha256: str | None = None
+    # The explain graph (class activation maps) published with the version; None for architectures without
+    # them, imported ONNX files, and versions published before explanations existed.
+    explain: Explanation | None = None
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:

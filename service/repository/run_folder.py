@@ -14,6 +14,7 @@ Run folder (``imgcls train --output-dir``, default ``<runs_dir>/<name>-<model>-<
                               the evaluation report on the test set (service/evaluation) and its pictures
                               (training/report_files.py); report.json is published with the version
     model.onnx, weights.pt, result.json    (when the run completes)
+    explain.onnx              the explain graph (class activation maps), for architectures that have one
     published.json            the version ``imgcls publish`` (or ``train``) made of it
 
 Trial folder of a fine-tuning job (``<runs_dir>/jobs/<job id>/trial-<n>``, the same on every delivery)::
@@ -32,8 +33,8 @@ import msgspec
 
 from service.files import write_json_atomic
 from service.repository.errors import UnfinishedRun
-from service.repository.manifest import Lineage, Manifest, Preprocessing, TensorSpec
-from service.repository.store import ONNX_FILE, REPORT_FILE, WEIGHTS_FILE
+from service.repository.manifest import Explanation, Lineage, Manifest, Preprocessing, TensorSpec
+from service.repository.store import EXPLAIN_FILE, ONNX_FILE, REPORT_FILE, WEIGHTS_FILE
 
 PUBLISHED_FILE = "published.json"
 
@@ -82,6 +83,7 @@ class FinishedRun(msgspec.Struct, frozen=True):
     created_at: str  # ISO 8601, UTC
     code_version: str
     early_stop: EarlyStop | None = None  # None: every epoch ran (or a result.json older than early stopping)
+    explain: Explanation | None = None  # explain.onnx in the run folder; None: the architecture has none
 
     @property
     def epochs(self) -> int:
@@ -106,6 +108,7 @@ class FinishedRun(msgspec.Struct, frozen=True):
             weights_sha256=None,
             created_at=self.created_at,
             code_version=self.code_version,
+            explain=self.explain,
         )
 
 
@@ -158,6 +161,11 @@ class RunFolder:
     @property
     def weights(self) -> Path:
         return self.path / WEIGHTS_FILE
+
+    @property
+    def explain(self) -> Path:
+        """The explain graph, when ``result.json``'s ``explain`` says there is one."""
+        return self.path / EXPLAIN_FILE
 
     @property
     def result(self) -> Path:

@@ -43,10 +43,11 @@ MANIFEST_FILE = "manifest.json"
 ONNX_FILE = "model.onnx"
 WEIGHTS_FILE = "weights.pt"
 REPORT_FILE = "report.json"
+EXPLAIN_FILE = "explain.onnx"
 ATTACHED_REPORTS = "reports"  # <model>/reports/<version>.json
 ALIASES_FILE = "aliases.json"
 PRODUCTION = "production"
-RESERVED_FILES = frozenset({MANIFEST_FILE, ONNX_FILE, WEIGHTS_FILE, REPORT_FILE})
+RESERVED_FILES = frozenset({MANIFEST_FILE, ONNX_FILE, WEIGHTS_FILE, REPORT_FILE, EXPLAIN_FILE})
 # What a write inside the repository fails with on a read-only mount, or without the permission to write
 NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
@@ -121,6 +122,8 @@ class ModelRepository:
             expected[WEIGHTS_FILE] = manifest.weights_sha256
         if manifest.report_sha256 is not None:
             expected[REPORT_FILE] = manifest.report_sha256
+        if manifest.explain is not None:
+            expected[manifest.explain.file] = manifest.explain.sha256
         expected.update({variant.file: variant.sha256 for variant in manifest.variants.values()})
         for filename, digest in expected.items():
             if not (folder / filename).is_file():
@@ -297,16 +300,27 @@ class ModelRepository:
         write_json_atomic(folder / ALIASES_FILE, dict(sorted(aliases.items())))
 
     def publish(
-        self, manifest: Manifest, onnx_path: Path, weights_path: Path | None, report_path: Path | None = None
+        self,
+        manifest: Manifest,
+        onnx_path: Path,
+        weights_path: Path | None,
+        report_path: Path | None = None,
+        explain_path: Path | None = None,
     ) -> VersionRef:
         """Copy the files in, stamp hashes and the next version number, and rename into place atomically.
 
-        The manifest's ``name`` picks the model; its ``version``, ``onnx_sha256``, ``weights_sha256`` and
-        ``report_sha256`` are overwritten with the real values. ``report_path``: the evaluation report
-        (``report.json``) to publish with it. Raises ``RepositoryReadOnly`` when the repository cannot be
-        written.
+        The manifest's ``name`` picks the model; its ``version``, ``onnx_sha256``, ``weights_sha256``,
+        ``report_sha256`` and ``explain.sha256`` are overwritten with the real values. ``report_path``: the
+        evaluation report (``report.json``) to publish with it; ``explain_path``: the explain graph the
+        manifest's ``explain`` describes (given exactly when it is set). Raises ``RepositoryReadOnly`` when the
+        repository cannot be written.
         """
         name = check_name("model name", manifest.name)
+        if (explain_path is None) != (manifest.explain is None):
+            raise RepositoryError(
+                f"{name}: an explain graph is published with the manifest entry that describes it "
+                f"(file given: {explain_path is not None}, entry: {manifest.explain is not None})"
+            )
         folder = self.root / name
         with self._writing(f"publishing a version of {name}"):
             folder.mkdir(parents=True, exist_ok=True)
@@ -322,6 +336,12 @@ class ModelRepository:
                 if report_path is not None:
                     shutil.copyfile(report_path, staging / REPORT_FILE)
                     report_sha = sha256_file(staging / REPORT_FILE)
+                explain = manifest.explain
+                if explain_path is not None and explain is not None:
+                    shutil.copyfile(explain_path, staging / EXPLAIN_FILE)
+                    explain = msgspec.structs.replace(
+                        explain, file=EXPLAIN_FILE, sha256=sha256_file(staging / EXPLAIN_FILE)
+                    )
                 onnx_sha = sha256_file(staging / ONNX_FILE)
                 with self._locked(name):
                     version = max(self.versions(name), default=0) + 1
@@ -331,6 +351,7 @@ class ModelRepository:
                         onnx_sha256=onnx_sha,
                         weights_sha256=weights_sha,
                         report_sha256=report_sha,
+                        explain=explain,
                     )
                     (staging / MANIFEST_FILE).write_bytes(encode_manifest(stamped))
                     for child in staging.iterdir():

@@ -19,7 +19,7 @@ from service.imaging import preprocess
 from service.jobs.hyperparameters import LR_POLICIES, OPTIMIZERS, FineTuneConfig, build_finetune_config
 from service.repository import ModelRepository
 from service.repository.run_folder import TrialFolder
-from tests.conftest import FASHION_MNIST
+from tests.conftest import EXPLAINABLE_MODEL, FASHION_MNIST
 from training.config import TrainConfig
 from training.data import DatasetBundle, load_dataset
 from training.errors import InvalidHyperparameter
@@ -199,6 +199,30 @@ def test_fine_tuning_publishes_a_new_model_with_a_new_head_and_its_lineage(
     predicted = session.run(None, {"input": batch})[0].argmax(axis=1)
     truth = np.array([manifest.labels.index(path.parent.name) for path in files])
     assert (predicted == truth).mean() > 0.6  # three classes: chance is 1/3
+
+
+def test_a_fine_tuned_cnn_is_published_with_its_explain_graph(
+    explainable_repository: Path, three_classes: Path, tmp_path: Path
+) -> None:
+    """The job's last step publishes explain.onnx too, for the new head (3 classes where the base had 10)."""
+    settings = TrainingSettings(model_root=tmp_path / "models", runs_dir=tmp_path / "runs")
+    shutil.copytree(explainable_repository, settings.model_root)
+    job = FineTuneJob(
+        job_id="job-cnn",
+        base=EXPLAINABLE_MODEL,
+        base_version=None,
+        dataset_dir=three_classes,
+        dataset_id=DATASET_ID,
+        dataset_sha256=SHA,
+        config=FAST,
+    )
+    result = fine_tune(job, TrialFolder(tmp_path / "job"), settings)
+    assert result.published is not None
+    manifest = ModelRepository(settings.model_root).verify(result.published.name, result.published.version)
+    assert manifest.explain is not None and manifest.explain.map_size == (3, 3)  # explain.onnx's sha256 checked
+    session = ort.InferenceSession(str(result.published.path / "explain.onnx"), providers=["CPUExecutionProvider"])
+    logits, maps = session.run(None, {"input": np.zeros((2, 1, 28, 28), dtype=np.float32)})
+    assert logits.shape == (2, 3) and maps.shape == (2, 3, 3, 3)
 
 
 def test_a_job_publishes_its_best_epoch_and_stops_early(

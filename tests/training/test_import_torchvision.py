@@ -86,3 +86,16 @@ def test_a_name_that_holds_other_labels_is_refused(tmp_path: Path) -> None:
             "mobilenet_v3_small", weights, repository_root=tmp_path / "models", command="test", name="parts"
         )
     assert repository.versions("parts") == [1]
+
+
+def test_a_resnet_is_published_with_its_explain_graph(tmp_path: Path) -> None:
+    weights = torchvision_file(tmp_path / "downloads", "resnet18")
+    ref = import_torchvision("resnet18", weights, repository_root=tmp_path / "models", command="test")
+    manifest = ModelRepository(tmp_path / "models").verify(ref.name, ref.version)  # explain.onnx's sha256 too
+    assert manifest.explain is not None
+    assert (manifest.explain.file, manifest.explain.pooling, manifest.explain.map_size) == (
+        "explain.onnx",
+        "average",
+        (7, 7),
+    )
+    assert manifest.explain.max_abs_diff <= 1e-3

@@ -110,7 +110,13 @@ def test_the_accuracy_gate_refuses_and_adds_nothing(settings: TrainingSettings) 
             progress=False,
         )
     assert (version_folder / "manifest.json").read_bytes() == manifest_bytes
-    assert sorted(p.name for p in version_folder.iterdir()) == ["manifest.json", "model.onnx", "weights.pt"]
+    assert sorted(p.name for p in version_folder.iterdir()) == [
+        "explain.onnx",
+        "manifest.json",
+        "model.onnx",
+        "report.json",
+        "weights.pt",
+    ]
 
 
 def test_no_calibration_images_is_refused(settings: TrainingSettings) -> None:

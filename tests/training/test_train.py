@@ -68,6 +68,7 @@ def test_a_run_trains_calibrates_exports_and_publishes(
     assert manifest.lineage.config["optimizer_options"]["betas"] == [0.9, 0.999]  # resolved defaults recorded
     assert manifest.lineage.config["augment"] == "none"  # Fashion-MNIST's default: the default recipe unchanged
     assert manifest.input.shape == (-1, 1, 28, 28)
+    assert manifest.explain is None and not (tmp_path / "run" / "explain.onnx").exists()  # lenet5 has no CAMs
 
     # the evaluation report of the test set is published with the version, and says what the manifest says
     report, attached = repo.report("fashion-mnist", result.published.version)

@@ -105,3 +105,36 @@ class VersionReport(msgspec.Struct):
     version: int
     attached: bool  # false: published with the version; true: attached later (imgcls evaluate --attach-report)
     report: EvaluationReport
+
+
+class ImageExplanation(msgspec.Struct, frozen=True):
+    """Where in one image the answer for one class came from (docs/explanations.md)."""
+
+    label: str  # the class explained: the image's top-1, or ?class=
+    index: int
+    probability: float  # of that class, calibrated
+    map: list[list[float]]  # rows of the map at its own resolution (cam: the last feature map's; occlusion: 7x7), 0-1
+    range: tuple[float, float]  # the raw values 0 and 1 stand for: logit units (cam), probability drops (occlusion)
+    peak: tuple[int, int]  # (y, x) in the model's input pixels: the centre of the hottest cell
+
+
+class ExplainedImage(ImageResult, frozen=True):
+    """One image's top-k labels, as classify answers them, and the explanation of one class."""
+
+    explanation: ImageExplanation
+
+
+class ExplainTimings(msgspec.Struct):
+    decode_ms: float
+    compute_ms: float  # the explain graph (cam), or the batches of occluded copies (occlusion)
+    total_ms: float
+
+
+class ExplainResponse(msgspec.Struct):
+    model: str
+    version: int
+    method: str  # "cam" or "occlusion"
+    model_runs_per_image: int  # the cost: 1 (cam), 50 (occlusion)
+    input_size: tuple[int, int]  # (height, width) the maps cover: the preprocessed image
+    results: list[ExplainedImage]  # one per image, in request order
+    timings: ExplainTimings

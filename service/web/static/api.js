@@ -78,12 +78,12 @@ export async function api(path, { method = "GET", json, body, headers, signal } 
   return response.json();
 }
 
-// fetch() a keyed /v1 path that answers a file (a kept image); its Blob, for URL.createObjectURL.
-// An <img src> cannot send the key, so images that need one come through here.
-export async function apiBlob(path, { signal } = {}) {
+// fetch() a keyed /v1 path that answers a file (a kept image, an explanation's overlay); its Blob, for
+// URL.createObjectURL. An <img src> cannot send the key, so images that need one come through here.
+export async function apiBlob(path, { method = "GET", body, signal } = {}) {
   let response;
   try {
-    response = await fetch(path, { headers: headersWith(), signal, cache: "no-store" });
+    response = await fetch(path, { method, body, headers: headersWith(), signal, cache: "no-store" });
   } catch (error) {
     if (error.name === "AbortError") throw error;
     throw networkError(error);

@@ -1,7 +1,9 @@
 // Classify: pick, drop or paste images; one request per batch of images; top-k labels as bars; under each
-// answer, "wrong? pick the right label" records a correction (POST /v1/feedback, with the image).
+// answer, "wrong? pick the right label" records a correction (POST /v1/feedback, with the image), and
+// "Show heat map" swaps the picture for the top label's class activation map drawn over what the model
+// saw (POST /v1/models/{name}/explain?format=png, asked once, on the first press).
 
-import { api } from "./api.js";
+import { api, apiBlob } from "./api.js";
 import { $, clearError, fillSelect, h, milliseconds, percent, showError } from "./dom.js";
 
 const RUNS_KEPT = 12;
@@ -136,7 +138,9 @@ export class ClassifyView {
       this.results.prepend(this.run(answer, images, roundTrip));
       while (this.results.children.length > RUNS_KEPT) {
         const oldest = this.results.lastElementChild;
-        for (const image of oldest.querySelectorAll("img")) URL.revokeObjectURL(image.src);
+        for (const image of oldest.querySelectorAll("img")) {
+          for (const url of [image.src, image.dataset.original, image.dataset.overlay]) if (url) URL.revokeObjectURL(url);
+        }
         oldest.remove();
       }
     } catch (error) {
@@ -181,7 +185,40 @@ export class ClassifyView {
         h("p", { class: "file-name", title: file.name }, file.name || "pasted image"),
         result.low_confidence ? h("p", { class: "badge warn" }, "low confidence") : null,
         h("ol", { class: "top-k" }, rows),
+        this.heatMap(file, image, best, answer),
         this.correction(file, result, answer)));
+  }
+
+  // "Show heat map": where in the picture the top label came from; a model without explanations says why (409).
+  heatMap(file, image, best, answer) {
+    const note = h("span", { class: "muted small heat-note", role: "status" });
+    const button = h("button", { type: "button", class: "heat-toggle secondary", "aria-pressed": "false" }, "Show heat map");
+    image.dataset.original = image.src;
+    button.addEventListener("click", async () => {
+      const on = button.getAttribute("aria-pressed") !== "true";
+      if (on && !image.dataset.overlay) {
+        button.disabled = true;
+        note.textContent = "explaining…";
+        try {
+          const query = new URLSearchParams({ format: "png", version: String(answer.version), class: best.label });
+          const form = new FormData();
+          form.append("images", file, file.name || "pasted image");
+          const path = `/v1/models/${encodeURIComponent(answer.model)}/explain?${query}`;
+          image.dataset.overlay = URL.createObjectURL(await apiBlob(path, { method: "POST", body: form }));
+          note.textContent = "";
+        } catch (error) {
+          note.textContent = error.words || error.message;
+          return;
+        } finally {
+          button.disabled = false;
+        }
+      }
+      image.src = on ? image.dataset.overlay : image.dataset.original;
+      image.alt = on ? `where ${answer.model} saw ${best.label}` : file.name || "pasted image";
+      button.setAttribute("aria-pressed", String(on));
+      button.textContent = on ? "Hide heat map" : "Show heat map";
+    });
+    return h("div", { class: "heat" }, button, note);
   }
 
   // "Wrong? pick the right label": choosing one sends it with the image (the server may not have kept it).

@@ -49,6 +49,7 @@ API_KEYS = tuple(ApiKey(name=name, sha256=key_hash(SECRETS[name]), scopes=frozen
 # The scope each route needs (None: public). Path parameters as the route table writes them.
 SCOPES: dict[tuple[str, str], str | None] = {
     ("POST", "/v1/models/{name:str}/classify"): "classify",
+    ("POST", "/v1/models/{name:str}/explain"): "classify",
     ("GET", "/v1/models"): "classify",
     ("GET", "/v1/models/{name:str}"): "classify",
     ("POST", "/v1/models/{name:str}/versions/{version:int}/load"): "admin",

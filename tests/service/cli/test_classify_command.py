@@ -5,8 +5,10 @@ import re
 from pathlib import Path
 
 from click.testing import CliRunner
+from PIL import Image
 
 from service.cli import cli
+from tests.conftest import EXPLAINABLE_MODEL
 from tests.service.api.conftest import png_bytes
 
 
@@ -70,3 +72,28 @@ def test_usage_errors(model_root: Path, tmp_path: Path) -> None:
     nothing = runner.invoke(cli, ["classify", str(empty), "--model", "fashion-mnist", "--model-root", str(model_root)])
     assert nothing.exit_code == 2
     assert "no image files" in nothing.output
+
+
+def test_explain_writes_each_images_map_beside_the_csv(explainable_repository: Path, tmp_path: Path) -> None:
+    folder = image_folder(tmp_path)
+    (folder / "nested" / "0.png").write_bytes(png_bytes(5))  # a second 0.png: its overlay is 0-2.png
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    out, overlays = tmp_path / "out" / "answers.csv", tmp_path / "out"
+    out.parent.mkdir()
+    args = ["classify", str(folder), "--model", EXPLAINABLE_MODEL, "--model-root", str(explainable_repository)]
+    result = CliRunner().invoke(cli, [*args, "--format", "csv", "--output", str(out), "--explain", str(overlays)])
+    assert result.exit_code == 1  # the broken file; the others are classified and explained
+    assert "5 explanations written to" in result.output and "5 classified, 1 failed" in result.output
+    assert sorted(p.name for p in overlays.iterdir()) == ["0-2.png", "0.png", "1.png", "2.png", "3.png", "answers.csv"]
+    picture = Image.open(overlays / "3.png")
+    assert picture.format == "PNG" and picture.size == (224, 224)
+    assert len(list(csv.DictReader(io.StringIO(out.read_text())))) == 6  # the CSV as without --explain
+
+
+def test_explain_needs_a_version_with_an_explain_graph(model_root: Path, tmp_path: Path) -> None:
+    folder = image_folder(tmp_path)
+    args = ["classify", str(folder), "--model", "fashion-mnist", "--model-root", str(model_root)]
+    refused = CliRunner().invoke(cli, [*args, "--explain", str(tmp_path / "maps")])
+    assert refused.exit_code == 2
+    assert "explanations need the last feature map" in refused.output and "(lenet5)" in refused.output
+    assert not (tmp_path / "maps").exists()

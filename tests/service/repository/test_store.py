@@ -6,11 +6,13 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from service.repository import (
     AliasNotFound,
     CorruptVersion,
+    Explanation,
     ModelNotFound,
     ModelRepository,
     RepositoryError,
@@ -82,6 +84,27 @@ def test_tampered_file_is_detected(tmp_path: Path, files: tuple[Path, Path]) -> 
     (ref.path / "model.onnx").write_bytes(b"something else")
     with pytest.raises(CorruptVersion, match=r"model.onnx has sha256 .* the manifest says"):
         repo.verify("fashion-mnist", 1)
+
+
+def test_an_explain_graph_is_published_stamped_and_verified(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    repo = ModelRepository(tmp_path)
+    graph = tmp_path / "graph.onnx"
+    graph.write_bytes(b"explain bytes")
+    entry = Explanation(file="anything", sha256="", pooling="average", map_size=(7, 7), max_abs_diff=1e-6)
+    with_entry = msgspec.structs.replace(sample_manifest(), explain=entry)
+    with pytest.raises(RepositoryError, match="explain graph is published with the manifest entry"):
+        repo.publish(with_entry, *files)  # an entry without its file
+    with pytest.raises(RepositoryError, match="explain graph is published with the manifest entry"):
+        repo.publish(sample_manifest(), *files, explain_path=graph)  # a file without its entry
+    assert repo.models() == []
+
+    ref = repo.publish(with_entry, *files, explain_path=graph)
+    explain = repo.verify("fashion-mnist", ref.version).explain
+    assert explain is not None and explain.file == "explain.onnx" and len(explain.sha256) == 64
+    assert (ref.path / "explain.onnx").read_bytes() == b"explain bytes"
+    (ref.path / "explain.onnx").write_bytes(b"tampered")
+    with pytest.raises(CorruptVersion, match=r"explain.onnx has sha256"):
+        repo.verify("fashion-mnist", ref.version)
 
 
 def test_broken_manifest_is_reported(tmp_path: Path, files: tuple[Path, Path]) -> None:

@@ -46,6 +46,7 @@ def test_import_publishes_a_fine_tunable_imagenet_base(weights_file: Path, impor
     repository = ModelRepository(root)
     manifest = repository.verify(f"{ARCH}-imagenet", 1)  # every file's sha256, weights.pt included
     assert manifest.architecture == ARCH
+    assert manifest.explain is None  # a hidden layer between its pool and its classifier: no activation maps
     assert len(manifest.labels) == 1000 and len(set(manifest.labels)) == 1000
     assert manifest.labels[:3] == ("tench", "goldfish", "great white shark")
     assert (manifest.input.shape, manifest.output.shape) == ((-1, 3, 224, 224), (-1, 1000))
