@@ -92,5 +92,5 @@ def test_the_service_commands_run_without_the_training_package(api_venv: Path, t
     assert train.returncode == 2
     assert train.stderr.strip() == (
         "error: no command 'train' here: this installation has the service's only (serve, classify, api-key, "
-        "jobs); training's commands need pip install 'imgcls[train]'"
+        "jobs, up); training's commands need pip install 'imgcls[train]'"
     )
