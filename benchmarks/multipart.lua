@@ -12,10 +12,6 @@ wrk.headers["Content-Type"] = "multipart/form-data; boundary=" .. boundary
 wrk.body = "--" .. boundary .. "\r\n"
   .. 'Content-Disposition: form-data; name="' .. field .. '"; filename="' .. path:match("[^/]+$") .. '"\r\n'
   .. "Content-Type: " .. ctype .. "\r\n\r\n" .. data .. "\r\n--" .. boundary .. "--\r\n"
-local non200 = 0
-response = function(status, headers, body)
-  if status ~= 200 then non200 = non200 + 1 end
-end
 done = function(summary, latency, requests)
   io.write(string.format("non200=%d p50_ms=%.2f p99_ms=%.2f\n", summary.errors.status, latency:percentile(50) / 1000, latency:percentile(99) / 1000))
 end

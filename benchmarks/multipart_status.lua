@@ -1,23 +1,14 @@
 -- wrk script: POST one image as multipart/form-data and count the responses by status.
 -- usage: IMAGE=path FIELD=images wrk -s multipart_status.lua -t2 -c128 -d15s http://127.0.0.1:PORT/path
 --
--- The request is built as in multipart.lua beside it. After wrk's summary it prints one line:
+-- The request is multipart.lua's, beside it (this script overrides its done()). After wrk's summary it
+-- prints one line:
 --   statuses=200:N,503:M retry_after_missing=K p50_ms=... p99_ms=...
 -- retry_after_missing counts 503 answers without a Retry-After header. wrk's latency percentiles cover
 -- every answer (fast 503s included); wrk's Lua callbacks never see a request's latency, so the latency of
 -- accepted (200) requests alone is measured by serve_load.py's probe client instead.
-local path = os.getenv("IMAGE")
-local field = os.getenv("FIELD") or "images"
-local f = assert(io.open(path, "rb"))
-local data = f:read("*all")
-f:close()
-local boundary = "----imgclsbench7d3f"
-local ctype = path:match("%.png$") and "image/png" or "image/jpeg"
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "multipart/form-data; boundary=" .. boundary
-wrk.body = "--" .. boundary .. "\r\n"
-  .. 'Content-Disposition: form-data; name="' .. field .. '"; filename="' .. path:match("[^/]+$") .. '"\r\n'
-  .. "Content-Type: " .. ctype .. "\r\n\r\n" .. data .. "\r\n--" .. boundary .. "--\r\n"
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+dofile(here .. "multipart.lua")
 
 -- Each wrk thread runs its own Lua state: the counters below are per thread, summed in done().
 local threads = {}
