@@ -6,6 +6,7 @@ survives a crash. A failure at any point removes the hidden file and leaves the 
 """
 
 import contextlib
+import fcntl
 import json
 import os
 import uuid
@@ -53,3 +54,16 @@ def write_atomic(path: Path, data: bytes) -> None:
 def write_json_atomic(path: Path, value: Any, *, default: Callable[[Any], Any] | None = None) -> None:
     """``value`` as indented JSON with a final newline, written atomically."""
     write_atomic(path, (json.dumps(value, indent=2, default=default) + "\n").encode())
+
+
+@contextlib.contextmanager
+def exclusive(lock: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file ``lock`` (made if missing): one holder at a time, across processes.
+    Not re-entrant: a process that takes it twice waits for itself."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -119,6 +119,37 @@ class Metrics:
             multiprocess_mode="livemax",
         )
 
+        # rollouts (service/rollouts): role is "serving" or "candidate"
+        self.rollout_images = Counter(
+            "imgcls_rollout_images", "Images a rollout ran on both versions, by role.", ["model", "role"], registry=r
+        )
+        self.rollout_agreed = Counter(
+            "imgcls_rollout_agreed_images", "Images of a rollout whose two top-1 labels agreed.", ["model"], registry=r
+        )
+        self.rollout_latency = Histogram(
+            "imgcls_rollout_latency_seconds",
+            "Time in each version's batcher (queue + compute) per compared request, by role.",
+            ["model", "role"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rollout_confidence = Histogram(
+            "imgcls_rollout_confidence",
+            "Top-1 calibrated probability of each version on the compared images, by role.",
+            ["model", "role"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
+        self.rollout_failures = Counter(
+            "imgcls_rollout_failures",
+            "Errors of a version during a rollout, by role (never shown to the user).",
+            ["model", "role"],
+            registry=r,
+        )
+        self.rollout_dropped = Counter(
+            "imgcls_rollout_dropped", "Comparisons skipped under load (shadow work goes first).", ["model"], registry=r
+        )
+
     def observe_jobs(self, active: dict[str, int], finished: dict[str, int]) -> None:
         for status in ("validating", "queued", "running", "cancelling"):
             self.jobs.labels(status).set(active.get(status, 0))

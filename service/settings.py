@@ -110,6 +110,9 @@ class ServiceSettings(JobSettings):
     # ---- repository changes made by other processes
     watch_interval_s: float = Field(default=2.0, gt=0)  # poll aliases and new versions this often
 
+    # ---- rollouts (docs/rollouts.md)
+    rollout_max_in_flight: int = Field(default=8, ge=1)  # comparisons running per process; beyond: dropped
+
 
 class UpSettings(ServiceSettings):
     """``imgcls up``: the API (the settings above), its fine-tuning workers and, without IMGCLS_REDIS_URL, Redis."""

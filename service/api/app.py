@@ -25,7 +25,18 @@ from service.api.errors import problem_response
 from service.api.fastpath.admission import Admission
 from service.api.fastpath.tally import FLUSH_INTERVAL_S
 from service.api.state import AppState, decode_limits, feedback_store, keeper, serving_options
-from service.api.v1 import classify, datasets, explain, feedback, hyperparameters, imports, jobs, models, reports
+from service.api.v1 import (
+    classify,
+    datasets,
+    explain,
+    feedback,
+    hyperparameters,
+    imports,
+    jobs,
+    models,
+    reports,
+    rollouts,
+)
 from service.api.v2 import infer as v2_infer
 from service.api.v2 import routes as v2
 from service.datasets import DatasetLimits, DatasetStore
@@ -38,6 +49,7 @@ from service.jobs.recovery import keep_recovering
 from service.jobs.store import JobStore
 from service.metrics import Metrics
 from service.repository import ModelRepository
+from service.rollouts.control import Rollouts
 from service.settings import ServiceSettings
 from service.version import code_version
 
@@ -99,12 +111,26 @@ def create_app(settings: ServiceSettings) -> Litestar:
         keeper=keeper(settings, feedback_items, limits),
         prediction_ids=PredictionIds(),
         explainers=Explainers(registry.repository, providers=registry.providers, intra_op_threads=registry.threads),
+        rollouts=Rollouts(
+            registry,
+            feedback_items,
+            metrics,
+            limits,
+            redis_url=settings.redis_url,
+            max_in_flight=settings.rollout_max_in_flight,
+        ),
     )
+
+    async def follow_repository() -> None:
+        """Aliases and new versions, then rollouts: what another process changed."""
+        await registry.refresh()
+        await state.rollouts.refresh()
 
     async def start() -> None:
         if settings.cpu_slots_dir is not None:
             claim_core(settings.cpu_slots_dir)
         await registry.start()
+        await state.rollouts.refresh()  # a rollout running before a restart goes on
         quiet_garbage_collector()
 
     async def sweep_feedback() -> None:
@@ -115,15 +141,16 @@ def create_app(settings: ServiceSettings) -> Litestar:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             state.flush_metrics()
+            await state.rollouts.tick()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(start(), name="load-models")]
         tasks.append(asyncio.create_task(sweep_feedback(), name="sweep-feedback"))
         tasks.append(asyncio.create_task(flush_metrics_every_second(), name="flush-metrics"))
-        tasks.append(asyncio.create_task(poll_repository(registry, settings.watch_interval_s), name="poll"))
+        tasks.append(asyncio.create_task(poll_repository(follow_repository, settings.watch_interval_s), name="poll"))
         if redis is not None:
-            tasks.append(asyncio.create_task(listen_for_changes(registry, redis), name="listen"))
+            tasks.append(asyncio.create_task(listen_for_changes(follow_repository, redis), name="listen"))
         if state.jobs is not None and state.queue is not None:
             tasks.append(
                 asyncio.create_task(
@@ -144,6 +171,7 @@ def create_app(settings: ServiceSettings) -> Litestar:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await state.rollouts.stop()
             await registry.stop()
             if state.keeper is not None:
                 await asyncio.to_thread(state.keeper.close)
@@ -162,6 +190,7 @@ def create_app(settings: ServiceSettings) -> Litestar:
             models.load_version,
             models.unload_version,
             models.promote_version,
+            *rollouts.ROUTES,
             reports.version_report,
             imports.import_version,
             datasets.upload_dataset,

@@ -55,6 +55,7 @@ from service.repository import (
     RepositoryReadOnly,
     VersionNotFound,
 )
+from service.rollouts.errors import CandidateRefused, InvalidRollout, RolloutConflict, RolloutError, RolloutNotFound
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,11 @@ STATUS_TABLE: list[tuple[type[Exception], int, str]] = [
     (ExplanationUnavailable, 409, "no_explanations"),
     (UnknownClass, 422, "unknown_label"),
     (CorruptVersion, 422, "corrupt_version"),
+    (InvalidRollout, 422, "bad_rollout"),
+    (CandidateRefused, 422, "bad_rollout"),
+    (RolloutConflict, 409, "conflict"),
+    (RolloutNotFound, 404, "not_found"),
+    (RolloutError, 400, "bad_request"),
     (RepositoryReadOnly, 409, "read_only"),
     (RepositoryError, 400, "bad_request"),
     (DatasetRejected, 422, "bad_dataset"),

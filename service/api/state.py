@@ -16,6 +16,7 @@ from service.inference.registry import LoadedVersion, ModelRegistry, ServingOpti
 from service.jobs.queue import JobQueue
 from service.jobs.store import JobStore
 from service.metrics import Metrics
+from service.rollouts.control import Rollouts
 from service.settings import ServiceSettings
 
 
@@ -81,6 +82,7 @@ class AppState:
     keeper: Keeper | None  # None: IMGCLS_KEEP_PREDICTIONS is off
     prediction_ids: PredictionIds
     explainers: Explainers  # explain graphs, opened on the first explanation asked of a version
+    rollouts: Rollouts  # shadow and canary rollouts; rollouts.running is empty when none runs
 
     def observe_classification(
         self, loaded: LoadedVersion, answer: Classification, total_s: float, *, endpoint: str

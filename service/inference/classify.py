@@ -43,6 +43,7 @@ class Classification:
     queue_s: float
     compute_s: float
     batch_size: int
+    inputs: np.ndarray  # the preprocessed (n, C, H, W) batch: a rollout runs it on the other version too
 
 
 def prepare(encoded: list[bytes], preprocessing: Preprocessing, limits: DecodeLimits) -> np.ndarray:
@@ -98,5 +99,5 @@ async def classify(
     outcome = await batcher.submit(batch)
     results = rank(outcome.probabilities, labels, top_k, threshold)
     return Classification(
-        results, outcome.probabilities, decode_s, outcome.queue_s, outcome.compute_s, outcome.batch_size
+        results, outcome.probabilities, decode_s, outcome.queue_s, outcome.compute_s, outcome.batch_size, batch
     )

@@ -200,12 +200,23 @@ class ModelRegistry:
             except Exception:  # one broken model must not stop the others from serving
                 log.exception("could not bring %s up to date with the repository", name)
 
-    async def promote(self, name: str, version: int, alias: str = PRODUCTION, *, redis_url: str | None) -> None:
-        """Load and warm ``version`` beside the current one, point ``alias`` at it (other servers are told
-        through ``redis_url``), then swap if it serves."""
+    async def promote(
+        self,
+        name: str,
+        version: int,
+        alias: str = PRODUCTION,
+        *,
+        redis_url: str | None,
+        by: str | None = None,
+        reason: str = "",
+    ) -> None:
+        """Load and warm ``version`` beside the current one, point ``alias`` at it (recorded in the model's
+        history as done by ``by`` for ``reason``; other servers are told through ``redis_url``), then swap if
+        it serves."""
         async with self._lock(name):
             await self._ensure_loaded(name, version, self._default_variant(name, version), pinned=False)
-            await asyncio.to_thread(notify.promote, self.repository, name, version, alias=alias, redis_url=redis_url)
+            move = functools.partial(notify.promote, alias=alias, redis_url=redis_url, by=by, reason=reason)
+            await asyncio.to_thread(move, self.repository, name, version)
             await self._follow_aliases(name)
 
     async def load(self, name: str, version: int, variant: str | None) -> LoadedVersion:

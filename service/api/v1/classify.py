@@ -1,5 +1,6 @@
 """POST /v1/models/{name}/classify: one or many images in, top-k calibrated labels out."""
 
+import functools
 import time
 from typing import Annotated
 
@@ -12,6 +13,7 @@ from service.api.fastpath.answers import JsonAnswer, ok
 from service.api.fastpath.uploads import images_from_body
 from service.api.openapi import ClassifyOperation
 from service.api.state import AppState
+from service.api.v1.rollouts import AnswerThen
 from service.api.v1.schemas import ClassifiedImage, ClassifyResponse, Timings
 from service.inference.classify import classify
 
@@ -41,14 +43,24 @@ async def classify_images(
     encoded = images_from_body(
         request.headers.get("content-type"), await request.body(), state.settings.max_images_per_request
     )
-    with state.registry.lease(name, version=version, alias=alias, variant=variant) as loaded:
-        answer = await classify(
-            loaded,
+    comparison = None
+    if state.rollouts.running and name in state.rollouts.running and version is alias is variant is None:
+        loaded, answer, comparison = await state.rollouts.running[name].answer(
+            request.headers,
             encoded,
-            limits=state.limits,
-            top_k=top_k or min(state.settings.default_top_k, len(loaded.manifest.labels)),
+            top_k=top_k,
+            default_top_k=state.settings.default_top_k,
             threshold=state.settings.confidence_thresholds.get(name, 0.0),
         )
+    else:
+        with state.registry.lease(name, version=version, alias=alias, variant=variant) as loaded:
+            answer = await classify(
+                loaded,
+                encoded,
+                limits=state.limits,
+                top_k=top_k or min(state.settings.default_top_k, len(loaded.manifest.labels)),
+                threshold=state.settings.confidence_thresholds.get(name, 0.0),
+            )
     new_id = state.prediction_ids.new
     results = [ClassifiedImage(r.top, r.low_confidence, new_id()) for r in answer.results]
     if state.keeper is not None:  # off by default; when on, the images are written by a background thread
@@ -57,7 +69,7 @@ async def classify_images(
         state.keeper.offer(loaded.manifest, loaded.variant, encoded, top1, answer.probabilities, ids)
     total_s = time.perf_counter() - started
     state.observe_classification(loaded, answer, total_s, endpoint="v1_classify")
-    return JsonAnswer(
+    reply = JsonAnswer(
         ClassifyResponse(
             model=loaded.name,
             version=loaded.version,
@@ -72,3 +84,6 @@ async def classify_images(
             ),
         )
     )
+    if comparison is None:
+        return reply
+    return AnswerThen(reply.body, functools.partial(comparison.start, [r.prediction_id for r in results]))

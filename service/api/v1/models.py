@@ -8,6 +8,7 @@ from litestar.params import FromPath, JSONBody, Parameter
 
 from service.api.auth import authorized
 from service.api.errors import problems
+from service.api.state import AppState
 from service.api.v1.schemas import (
     LineageInfo,
     LoadedInfo,
@@ -126,6 +127,9 @@ async def unload_version(
 async def promote_version(request: Request, name: FromPath[str], data: JSONBody[PromoteRequest]) -> ModelSummary:
     """Point an alias (default production) at a version. For production: hot swap, no request fails.
     A read-only model repository answers 409, saying so."""
-    state = await authorized(request, "admin")
-    await state.registry.promote(name, data.version, data.alias, redis_url=state.redis_url)
+    state: AppState = request.app.state.imgcls
+    key = await state.auth.authorize(request, "admin")
+    await state.registry.promote(
+        name, data.version, data.alias, redis_url=state.redis_url, by=key.name, reason=data.reason
+    )
     return summary(state.registry.model_status(name))

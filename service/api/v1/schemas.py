@@ -77,6 +77,7 @@ class ModelDetail(ModelSummary):
 class PromoteRequest(msgspec.Struct, forbid_unknown_fields=True):
     version: int
     alias: str = "production"
+    reason: str = ""  # recorded in the model's history (GET /v1/models/{name}/history)
 
 
 class ImportedVersion(msgspec.Struct):

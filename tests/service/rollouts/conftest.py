@@ -1,0 +1,3 @@
+from tests.service.api.conftest import png, server
+
+__all__ = ["png", "server"]
