@@ -30,6 +30,7 @@ labels is refused either way.
 
 import contextlib
 import fcntl
+import logging
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -41,9 +42,12 @@ import torch
 
 from service.files import write_json_atomic
 from service.jobs.hyperparameters import FineTuneConfig
+from service.jobs.record import AutoPromote
 from service.repository import Lineage, Manifest, ModelNotFound, ModelRepository, Preprocessing, VersionRef, notify
 from service.repository.run_folder import FinishedRun, TrialFolder
 from service.repository.store import NAME_PATTERN, PRODUCTION, WEIGHTS_FILE, check_name
+from service.rollouts.errors import RolloutConflict
+from service.rollouts.jobs import shadow_new_version
 from training.config import TrainConfig
 from training.data import DatasetBundle, load_image_folder, train_val_split
 from training.data.datasets import (
@@ -59,6 +63,8 @@ from training.settings import TrainingSettings
 from training.train import Pretrained, model_name_for, resolve_augment, resolve_config, run, split_dataset
 
 # filled in by training.train.resolve_augment and resolve_config
+log = logging.getLogger(__name__)
+
 RESOLVED = ("augment", "weight_decay", "optimizer_options", "lr_policy_options")
 DATASET_PREFIX = "dataset:"
 
@@ -218,7 +224,7 @@ def fine_tune(
     folder: TrialFolder,
     settings: TrainingSettings,
     *,
-    auto_promote: bool = False,
+    auto_promote: AutoPromote = False,
     min_accuracy: float | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
@@ -388,7 +394,7 @@ def publish_trial(
     folder: TrialFolder,
     repository: ModelRepository,
     *,
-    auto_promote: bool,
+    auto_promote: AutoPromote,
     min_accuracy: float | None,
     redis_url: str | None,
     should_stop: Callable[[], bool],
@@ -413,7 +419,13 @@ def publish_trial(
         promoted = None
     if promoted is None:
         promoted = settle(
-            repository, folder, ref, auto_promote=auto_promote, min_accuracy=min_accuracy, redis_url=redis_url
+            repository,
+            folder,
+            ref,
+            auto_promote=auto_promote,
+            min_accuracy=min_accuracy,
+            redis_url=redis_url,
+            job_id=record.job_id,
         )
     return Published(ref, promoted, repository.manifest(ref.name, ref.version).metrics)
 
@@ -423,19 +435,30 @@ def settle(
     folder: TrialFolder,
     ref: VersionRef,
     *,
-    auto_promote: bool,
+    auto_promote: AutoPromote,
     min_accuracy: float | None,
     redis_url: str | None,
+    job_id: str = "",
 ) -> bool:
     """After publishing: production for a new name's first version, or (``auto_promote``) for a version that
-    passes the accuracy gate; servers are told of the new version either way; the outcome is recorded.
-    Safe to repeat."""
+    passes the accuracy gate; with ``auto_promote="shadow"`` such a version is shadowed on live traffic
+    instead, and the rollout's gate promotes it later (service/rollouts/jobs.py; False is recorded). Servers
+    are told of the new version either way; the outcome is recorded. Safe to repeat."""
     accuracy = repository.manifest(ref.name, ref.version).metrics["test_accuracy"]
     production = repository.aliases(ref.name).get(PRODUCTION)
-    passes = auto_promote and (min_accuracy is None or accuracy >= min_accuracy)
-    promoted = production in (None, ref.version) or passes  # (ref.version: a previous attempt promoted it)
+    passes = bool(auto_promote) and (min_accuracy is None or accuracy >= min_accuracy)
+    first = production in (None, ref.version)  # (ref.version: a previous attempt promoted it)
+    if passes and auto_promote == "shadow" and not first:
+        try:
+            shadow_new_version(repository, ref.name, ref.version, job_id=job_id, redis_url=redis_url)
+        except RolloutConflict as error:  # another rollout runs: the version waits to be promoted by hand
+            log.warning("job %s: no shadow rollout of %s v%s: %s", job_id, ref.name, ref.version, error)
+        passes = False
+    promoted = first or passes
     if promoted:
-        notify.promote(repository, ref.name, ref.version, redis_url=redis_url)
+        by = f"fine-tuning job {job_id}"
+        reason = f"test accuracy {accuracy:.4f}" if passes else "the model's first version"
+        notify.promote(repository, ref.name, ref.version, redis_url=redis_url, by=by, reason=reason)
     else:
         notify.announce_change(redis_url, ref.name)  # a new version to list
     write_json_atomic(folder.published, {"name": ref.name, "version": ref.version, "promoted": promoted})

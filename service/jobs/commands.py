@@ -15,7 +15,7 @@ from service.jobs import lifecycle
 from service.jobs.errors import InvalidJob
 from service.jobs.hyperparameters import FineTuneConfig, expand_sweep
 from service.jobs.queue import RUN_TRIAL, JobQueue
-from service.jobs.record import Job, Trial, now
+from service.jobs.record import AutoPromote, Job, Trial, now
 from service.jobs.store import JobStore, new_job_id
 from service.repository import ModelRepository
 from service.repository.store import NAME_PATTERN
@@ -34,7 +34,7 @@ class JobRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     validation_split: float | None = None  # share of the training images held out for early stopping
     seed: int | None = None
     hyperparameters: dict[str, Any] = {}
-    auto_promote: bool = False
+    auto_promote: AutoPromote = False  # "shadow": through a shadow rollout and its gate
     min_accuracy: float | None = None  # test accuracy the new version needs to be promoted
     suffix: str | None = None  # publish as <base_model>-<suffix>
     metadata: dict[str, str] = {}

@@ -20,6 +20,9 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+AutoPromote = bool | Literal["shadow"]  # "shadow": through a shadow rollout and its gate (docs/rollouts.md)
+
+
 class Failure(msgspec.Struct, frozen=True):
     """Why a trial or a job failed: ``code`` for programs (see docs/api.md), ``message`` for people."""
 
@@ -58,7 +61,7 @@ class Job(msgspec.Struct, frozen=True):
     base_version: int  # resolved when the job was accepted (an alias names a number then)
     dataset: str  # a stored dataset's id
     dataset_sha256: str
-    auto_promote: bool
+    auto_promote: AutoPromote  # "shadow": through a shadow rollout (service/rollouts/jobs.py)
     min_accuracy: float | None
     suffix: str | None  # published as <base_model>-<suffix>; None: see docs/api.md
     metadata: dict[str, str]

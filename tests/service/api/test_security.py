@@ -151,7 +151,7 @@ def test_every_route_has_a_declared_scope() -> None:
     assert routes - set(SCOPES) == set(), "routes without a declared scope: add them to SCOPES"
     assert set(SCOPES) - routes == set(), "SCOPES names routes the app no longer serves"
     admin = sorted(path for (_, path), scope in SCOPES.items() if scope == "admin")
-    assert len(admin) == 7  # load, unload, promote, import; the V2 repository index, load and unload
+    assert len(admin) == 10  # load, unload, promote, import; rollout start, promote, abort; the V2 index, load, unload
 
 
 @pytest.fixture(scope="module")
