@@ -1,7 +1,11 @@
-// Models: every model with its versions, aliases, metrics, provider and lineage; promote or roll back.
+// Models: every model with its versions, aliases, metrics, provider and lineage; promote or roll back;
+// a running rollout with its live figures (refreshed every 2 s while the view shows one), promote or abort it.
 
 import { api } from "./api.js";
 import { $, clearError, h, percent, showError, when } from "./dom.js";
+import { fetchRollout, rolloutPanel } from "./rollout.js";
+
+const ROLLOUT_REFRESH_MS = 2000;
 
 function metric(value, format) {
   return typeof value === "number" ? format(value) : "—";
@@ -38,6 +42,49 @@ export class ModelsView {
     this.load();
   }
 
+  // While a rollout shows, its figures are fetched again every few seconds (only while the view is visible).
+  watchRollouts(names) {
+    clearTimeout(this.timer);
+    if (!names.length) return;
+    this.timer = setTimeout(async () => {
+      if (this.root.hidden) return;
+      for (const name of names) {
+        const card = this.list.querySelector(`article[data-model="${CSS.escape(name)}"]`);
+        const shown = card && card.querySelector("section.rollout");
+        if (!shown) continue;
+        try {
+          const rollout = await fetchRollout(name);
+          if (!rollout) {
+            await this.load();
+            return;
+          }
+          shown.replaceWith(rolloutPanel(rollout, (outcome) => this.endRollout(name, outcome)));
+        } catch (error) {
+          showError(this.error, error);
+        }
+      }
+      this.watchRollouts(names);
+    }, ROLLOUT_REFRESH_MS);
+  }
+
+  async endRollout(name, outcome) {
+    clearError(this.error);
+    this.notice.hidden = true;
+    try {
+      const event = await api(`/v1/models/${encodeURIComponent(name)}/rollout/${outcome}`, {
+        method: "POST", json: { reason: `${outcome} from the web page` },
+      });
+      this.notice.textContent = `${name}: rollout of v${event.version} ${outcome === "promote" ? "promoted" :
+        "aborted"}; ${outcome === "promote" ? `v${event.version} serves now` : `v${event.previous} still serves`}.`;
+      this.notice.hidden = false;
+      await this.load();
+      this.notice.focus();
+    } catch (error) {
+      showError(this.error, error);
+      this.error.focus();
+    }
+  }
+
   keyChanged() {
     if (!this.root.hidden) this.load();
   }
@@ -48,9 +95,11 @@ export class ModelsView {
     try {
       const models = await api("/v1/models");
       const details = await Promise.all(models.map((m) => api(`/v1/models/${encodeURIComponent(m.name)}`)));
-      this.list.replaceChildren(...(details.length ? details.map((d) => this.model(d))
+      const rollouts = await Promise.all(models.map((m) => fetchRollout(m.name)));
+      this.list.replaceChildren(...(details.length ? details.map((d, i) => this.model(d, rollouts[i]))
         : [h("p", { class: "muted" },
           "No model is published yet: imgcls train publishes one, imgcls models import brings one.")]));
+      this.watchRollouts(models.filter((m, i) => rollouts[i]).map((m) => m.name));
     } catch (error) {
       showError(this.error, error);
     } finally {
@@ -58,7 +107,7 @@ export class ModelsView {
     }
   }
 
-  model(detail) {
+  model(detail, rollout) {
     const production = detail.aliases.production;
     const aliases = Object.entries(detail.aliases).map(([a, v]) => `${a} → v${v}`).join(", ") || "none";
     const loaded = detail.loaded.length
@@ -110,6 +159,7 @@ export class ModelsView {
         h("dt", {}, "Loaded here"), h("dd", {}, loaded),
         h("dt", {}, "Labels"), h("dd", { class: "labels-list" }, `${detail.labels.length}: ${detail.labels.join(", ")}`),
         h("dt", {}, "Input"), h("dd", {}, `${detail.input_size.join(" × ")} ${detail.color_mode}`)),
+      rollout ? rolloutPanel(rollout, (outcome) => this.endRollout(detail.name, outcome)) : null,
       h("div", { class: "table-scroll", tabindex: "0", role: "region", "aria-label": `Versions of ${detail.name}` },
         table));
   }
