@@ -81,6 +81,7 @@ async def model_detail(request: Request, name: FromPath[str]) -> ModelDetail:
         return versions, list(manifest.labels), manifest.preprocessing.input_size, manifest.preprocessing.color_mode
 
     versions, labels, input_size, color_mode = await asyncio.to_thread(read)
+    rollout = await asyncio.to_thread(state.rollouts.store.current, name)
     status = state.registry.model_status(name)
     return ModelDetail(
         name=name,
@@ -92,6 +93,7 @@ async def model_detail(request: Request, name: FromPath[str]) -> ModelDetail:
         color_mode=color_mode,
         versions=versions,
         confidence_threshold=state.settings.confidence_thresholds.get(name),
+        rollout=rollout.id if rollout is not None else None,
     )
 
 

@@ -72,6 +72,7 @@ class ModelDetail(ModelSummary):
     color_mode: str
     versions: list[VersionInfo]
     confidence_threshold: float | None
+    rollout: str | None = None  # the running rollout's id (GET /v1/models/{name}/rollout for its figures)
 
 
 class PromoteRequest(msgspec.Struct, forbid_unknown_fields=True):

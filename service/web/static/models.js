@@ -95,7 +95,7 @@ export class ModelsView {
     try {
       const models = await api("/v1/models");
       const details = await Promise.all(models.map((m) => api(`/v1/models/${encodeURIComponent(m.name)}`)));
-      const rollouts = await Promise.all(models.map((m) => fetchRollout(m.name)));
+      const rollouts = await Promise.all(details.map((d) => (d.rollout ? fetchRollout(d.name) : null)));
       this.list.replaceChildren(...(details.length ? details.map((d, i) => this.model(d, rollouts[i]))
         : [h("p", { class: "muted" },
           "No model is published yet: imgcls train publishes one, imgcls models import brings one.")]));
