@@ -141,6 +141,10 @@ def create_app(settings: ServiceSettings) -> Litestar:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             state.flush_metrics()
+
+    async def ask_rollout_gates_every_second() -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
             await state.rollouts.tick()
 
     @contextlib.asynccontextmanager
@@ -148,6 +152,7 @@ def create_app(settings: ServiceSettings) -> Litestar:
         tasks = [asyncio.create_task(start(), name="load-models")]
         tasks.append(asyncio.create_task(sweep_feedback(), name="sweep-feedback"))
         tasks.append(asyncio.create_task(flush_metrics_every_second(), name="flush-metrics"))
+        tasks.append(asyncio.create_task(ask_rollout_gates_every_second(), name="rollout-gates"))
         tasks.append(asyncio.create_task(poll_repository(follow_repository, settings.watch_interval_s), name="poll"))
         if redis is not None:
             tasks.append(asyncio.create_task(listen_for_changes(follow_repository, redis), name="listen"))

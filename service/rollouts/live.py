@@ -126,7 +126,10 @@ class LiveRollout:
 
     def compare_later(self, comparison: Comparison, prediction_ids: list[str]) -> None:
         """Run the other version on the request's images, now that the answer is sent, unless under load."""
-        serving_queue = self.registry.find(self.plan.model).batcher if not self.ended else None
+        try:
+            serving_queue = self.registry.find(self.plan.model).batcher
+        except Exception:  # the model is being swapped or unloaded: nothing to compare with
+            serving_queue = None
         busy = serving_queue is None or serving_queue.queued_images * 2 > serving_queue.max_queue_size
         if self.ended or busy or self.in_flight >= self.max_in_flight:
             self.dropped()
