@@ -370,6 +370,11 @@ def jobs(ctx: click.Context, url: str, api_key: str | None) -> None:
 @click.option("--seed", type=int, help="Seeds the splits, the new head and the shuffling.")
 @click.option("--validation-split", type=float, help="Share of the training images held out for early stopping.")
 @click.option("--auto-promote", is_flag=True, help="Make the new version production (if it passes --min-accuracy).")
+@click.option(
+    "--shadow",
+    is_flag=True,
+    help="With --auto-promote: shadow the new version on live traffic first; its gate promotes it (docs/rollouts.md).",
+)
 @click.option("--min-accuracy", type=float, help="Test accuracy needed for --auto-promote.")
 @click.option("--suffix", help="Publish as <base>-<suffix> [default: see docs/api.md].")
 @click.option("--metadata", multiple=True, metavar="KEY=VALUE", help="A label for the job; repeatable.")
@@ -388,6 +393,7 @@ def submit(
     seed: int | None,
     validation_split: float | None,
     auto_promote: bool,
+    shadow: bool,
     min_accuracy: float | None,
     suffix: str | None,
     metadata: tuple[str, ...],
@@ -400,6 +406,8 @@ def submit(
     A repeated --learning-rate, --optimizer, --lr-policy or --batch-size makes a sweep: one trial per
     combination; the best one is published. Prints the job's id and status.
     """
+    if shadow and not auto_promote:
+        raise click.UsageError("--shadow is a way to --auto-promote: give both")
     model, version = parse_base(base)
     labels = parse_pairs(metadata, "--metadata")
     dataset = upload(api, path)
@@ -414,7 +422,7 @@ def submit(
         "seed": seed,
         "validation_split": validation_split,
         "hyperparameters": hyperparameters(options),
-        "auto_promote": auto_promote,
+        "auto_promote": "shadow" if shadow else auto_promote,
         "min_accuracy": min_accuracy,
         "suffix": suffix,
         "metadata": labels,
