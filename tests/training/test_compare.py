@@ -62,7 +62,7 @@ def test_per_variant_defaults_and_overrides() -> None:
     assert by_name["adam"].batch_size == TINY.batch_size
     assert by_name["momentum"].optimizer_options == {"momentum": 0.5} and by_name["nesterov"].optimizer_options == {}
     assert all(c.weight_decay is None and not c.publish for c in by_name.values())  # run() resolves weight decay
-    assert by_name["ftrl"].lr_policy == "fixed"  # its closed-form weights scale with the rate
+    assert by_name["ftrl"].lr_policy == TINY.lr_policy  # it keeps its weights when the rate changes
     assert by_name["adam"].lr_policy == TINY.lr_policy
 
     varying, variants = plan_variants(TINY, policies=["fixed", "cosine"], learning_rates={"cosine": 0.5})
