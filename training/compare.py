@@ -3,27 +3,34 @@
 Each variant is a full ``training.train.run`` (never published) into ``<output_dir>/<variant>/``, so every
 variant keeps its config, checkpoints, metrics, plots and ONNX file. Then, in ``output_dir``::
 
-    comparison.png    training loss per step (x in epochs, so different batch sizes line up), validation
-                      loss and validation accuracy per epoch; one colour per variant
+    comparison.png    training loss per step, validation loss and accuracy per epoch, and the test accuracy,
+                      wall time and rate of each variant as bars (training/compare_report.py)
     comparison.md     the table below, in markdown
-    comparison.json   the same rows as JSON
+    comparison.json   the same rows as JSON (training/compare_result.py)
+    lr_find-<variant>.png   with ``auto_lr``: each range test's curve
 
-Table columns: variant, optimizer, policy, learning rate, batch size, test accuracy, ECE (after
-temperature scaling), best validation accuracy, training seconds (the epochs alone) and wall seconds (the
-whole run: data, training, calibration, export), and status.
+Table columns: variant, optimizer, policy, learning rate and where it came from (given, default, range
+test), batch size, test accuracy, ECE (after temperature scaling), best validation accuracy, training
+seconds (the epochs alone) and wall seconds (the whole variant: range test, data, training, calibration,
+export), and status (completed; diverged: NaN while training; failed: its range test gave no rate).
 
 Per-variant choices, each overridable:
 
-* **learning rate** (``learning_rates[variant]``): comparing optimizers, each gets its usual default from
+* **learning rate** (``learning_rates[variant]``): comparing optimizers, each gets its default from
   ``DEFAULT_LEARNING_RATES`` (they differ by orders of magnitude, so one shared rate would favour one of
-  them); comparing policies, the config's rate.
+  them; each default is one under which it trains this network, see docs/training.md); comparing
+  policies, the config's rate. With ``auto_lr`` (optimizers only), every optimizer without a given rate
+  first runs the LR range test (training/lr_find.py) on the same model, data and batch size and trains at
+  the suggested rate; lbfgs and rprop, which the range test cannot measure, keep their default. A range
+  test that gives no rate (it diverged at once, or the loss never fell) records the variant as "failed"
+  with the reason, and the others go on.
 * **batch size** (``batch_sizes[variant]``): the config's, except lbfgs, which gets ``LBFGS_BATCH_SIZE``
   (1024): L-BFGS builds its curvature estimate from consecutive steps and needs low-noise gradients.
 * **options of the varied optimizer or policy** (``variant_options[variant]``), e.g.
   ``{"momentum": {"momentum": 0.95}}``; the config's own ``optimizer_options`` (comparing policies) or
   ``lr_policy_options`` (comparing optimizers) apply to every variant.
-* **policy** (comparing optimizers): the config's, except ftrl, which runs under ``fixed`` without warmup
-  (``OPTIMIZER_POLICY``): its closed-form weights are proportional to the rate.
+* **policy** (comparing optimizers): the config's, for every optimizer (FTRL included: it rescales its
+  state when the rate changes, see training/optim/ftrl.py).
 * **weight decay**: the config's; when it is unset each run resolves its own default (5e-4, or 0 for
   rprop, lbfgs and ftrl, which refuse weight decay).
 
@@ -39,20 +46,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt
 import torch
 
 from training.assemble import build_model_and_optimizer
 from training.batches import batches_per_epoch
+from training.compare_report import markdown_table, plot_comparison
+from training.compare_result import RateSource, Status, VariantResult
 from training.config import ConfigError, TrainConfig, build_config
 from training.data import load_dataset
 from training.engine import TrainingDiverged
 from training.errors import InvalidHyperparameter, OutputExists, UnknownOptimizer, UnknownPolicy
+from training.lr_find import STEPS, UNSUPPORTED, RangeTest, find_learning_rate, plot_range_test
 from training.optim import build_scheduler, optimizer_names, policy_names
-from training.reporting import read_history, step_scalars
+from training.reporting import read_history
 from training.settings import TrainingSettings
 from training.train import resolve_config, run, split_dataset
 
@@ -67,12 +73,10 @@ DEFAULT_LEARNING_RATES: dict[str, float] = {
     "rprop": 1e-3,  # the initial per-weight step size
     "adam": 1e-3,
     "adamw": 1e-3,
-    "ftrl": 0.1,
+    "ftrl": 0.3,  # range test: steepest descent 0.115, lowest loss 0.351 (docs/training.md)
     "lbfgs": 1.0,  # the line search scales the step
 }
 LBFGS_BATCH_SIZE = 1024
-# FTRL's weights are proportional to its rate (closed form), so it runs only under the fixed policy.
-OPTIMIZER_POLICY = {"ftrl": "fixed"}
 
 Varying = Literal["optimizer", "lr_policy"]
 
@@ -81,23 +85,7 @@ Varying = Literal["optimizer", "lr_policy"]
 class Variant:
     name: str  # the optimizer or policy name; also the run folder's name
     config: TrainConfig
-
-
-@dataclass(frozen=True)
-class VariantResult:
-    variant: str
-    optimizer: str
-    lr_policy: str
-    learning_rate: float
-    batch_size: int
-    status: Literal["completed", "diverged"]
-    test_accuracy: float | None
-    ece: float | None  # after temperature scaling, on the test set
-    best_val_accuracy: float | None
-    train_seconds: float  # the epochs' training time, from metrics.jsonl
-    wall_seconds: float  # the whole run
-    run_dir: str
-    message: str | None = None  # why it diverged
+    rate_source: RateSource  # "given" or "default" (a range test may replace a default)
 
 
 @dataclass(frozen=True)
@@ -164,11 +152,6 @@ def plan_variants(
         default_batch = LBFGS_BATCH_SIZE if optimizer == "lbfgs" else base.batch_size
         update: dict[str, Any] = {
             varying: name,
-            **(
-                {"lr_policy": OPTIMIZER_POLICY[name], "lr_policy_options": {}, "warmup_iters": 0}
-                if varying == "optimizer" and name in OPTIMIZER_POLICY
-                else {}
-            ),
             "learning_rate": learning_rates.get(name, default_rate),
             "batch_size": batch_sizes.get(name, default_batch),
             "publish": False,
@@ -178,13 +161,14 @@ def plan_variants(
             config = build_config(base.to_dict(), update)
         except ConfigError as error:
             raise ConfigError(f"variant {name}: {error}") from error
-        variants.append(Variant(name, config))
+        variants.append(Variant(name, config, "given" if name in learning_rates else "default"))
     return varying, variants
 
 
-def check_variants(variants: Sequence[Variant], *, settings: TrainingSettings) -> None:
+def check_variants(variants: Sequence[Variant], *, settings: TrainingSettings) -> int:
     """Build every variant's optimizer and policy on a throwaway model, as its run will: every name and value
-    a run would refuse fails here, before anything trains. Loads the dataset once (for sizes and classes)."""
+    a run would refuse fails here, before anything trains. Loads the dataset once (for sizes and classes);
+    returns the number of classes."""
     first = variants[0].config
     data = load_dataset(
         first.dataset, fashion_mnist_dir=settings.fashion_mnist_dir, image_size=first.image_size, seed=first.seed
@@ -203,6 +187,7 @@ def check_variants(variants: Sequence[Variant], *, settings: TrainingSettings) -
             )
         except InvalidHyperparameter as error:
             raise InvalidHyperparameter(f"variant {variant.name}: {error}") from error
+    return len(data.labels)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -220,13 +205,20 @@ def compare(
     learning_rates: Mapping[str, float] | None = None,
     batch_sizes: Mapping[str, int] | None = None,
     variant_options: Mapping[str, Mapping[str, Any]] | None = None,
+    auto_lr: bool = False,
+    range_test_steps: int = STEPS,
+    range_test_bounds: tuple[float, float] | None = None,
     announce: Callable[[str], None] | None = None,
 ) -> Comparison:
     """Plan and check every variant, train each into ``output_dir/<variant>``, then draw and tabulate.
 
-    ``output_dir`` must not exist (OutputExists). ``announce``, when given, is called with one line of text
-    before and after each variant (the CLI prints them).
+    ``auto_lr`` (optimizers only): range-test each optimizer that has no given rate first and train it at the
+    suggested rate (``range_test_steps`` batches, rates from ``range_test_bounds``, default lr_find's
+    1e-7 to 10). ``output_dir`` must not exist (OutputExists). ``announce``, when given, is called with one
+    line of text before and after each variant (the CLI prints them).
     """
+    if auto_lr and policies:
+        raise ConfigError("--auto-lr picks a rate per optimizer: use it with --optimizers, not --policies")
     varying, variants = plan_variants(
         base,
         optimizers=optimizers,
@@ -237,44 +229,31 @@ def compare(
     )
     if output_dir.exists():
         raise OutputExists(f"output folder {output_dir} already exists: choose another --output-dir")
-    check_variants(variants, settings=settings)
+    classes = check_variants(variants, settings=settings)
     output_dir.mkdir(parents=True)
     say = announce or (lambda line: None)
 
     results = []
     for number, variant in enumerate(variants, start=1):
-        config = variant.config
         say(
-            f"[{number}/{len(variants)}] {variant.name}: {config.optimizer}, {config.lr_policy}, "
-            f"learning rate {config.learning_rate:g}, batch {config.batch_size}"
+            f"[{number}/{len(variants)}] {variant.name}: {variant.config.optimizer}, {variant.config.lr_policy}, "
+            f"batch {variant.config.batch_size}"
         )
-        run_dir = output_dir / variant.name
         started = time.perf_counter()
-        status: Literal["completed", "diverged"] = "completed"
-        metrics: dict[str, float] = {}
-        message = None
-        try:
-            metrics = run(config, settings=settings, output_dir=run_dir, progress=False, echo=False).metrics
-        except TrainingDiverged as error:
-            status, message = "diverged", str(error)
-        wall = time.perf_counter() - started
-        history = read_history(run_dir)
-        val = [row["val_accuracy"] for row in history if row.get("val_accuracy") is not None]
-        result = VariantResult(
-            variant=variant.name,
-            optimizer=config.optimizer,
-            lr_policy=config.lr_policy,
-            learning_rate=config.learning_rate,
-            batch_size=config.batch_size,
-            status=status,
-            test_accuracy=metrics.get("test_accuracy"),
-            ece=metrics.get("ece"),
-            best_val_accuracy=max(val) if val else None,
-            train_seconds=round(sum(float(row["seconds"]) for row in history), 2),
-            wall_seconds=round(wall, 2),
-            run_dir=str(run_dir),
-            message=message,
-        )
+        config, source, test = variant.config, variant.rate_source, None
+        if auto_lr and source == "default" and config.optimizer in UNSUPPORTED:
+            say(f"    no range test for {config.optimizer} ({UNSUPPORTED[config.optimizer].split(';')[0]})")
+        elif auto_lr and source == "default":
+            bounds = {"start_rate": range_test_bounds[0], "end_rate": range_test_bounds[1]} if range_test_bounds else {}
+            test = find_learning_rate(config, settings=settings, steps=range_test_steps, **bounds)
+            plot_range_test(test, output_dir / f"lr_find-{variant.name}.png", title=f"{variant.name}: LR range test")
+            if test.suggested_rate is not None:
+                config, source = config.model_copy(update={"learning_rate": test.suggested_rate}), "range test"
+        if test is not None and test.suggested_rate is None:
+            result = _failed(variant, test, time.perf_counter() - started, output_dir / variant.name)
+        else:
+            say(f"    learning rate {config.learning_rate:g} ({source})")
+            result = _train(variant.name, config, source, test, started, settings, output_dir / variant.name)
         results.append(result)
         say(f"    {variant.name}: {_summary(result)}")
 
@@ -287,10 +266,76 @@ def compare(
         table_json=output_dir / "comparison.json",
     )
     title = f"{base.model} on {base.dataset} · {base.epochs} epoch(s) · seed {base.seed} · varying {varying}"
-    plot_comparison(results, comparison.figure, title=title)
+    plot_comparison(results, comparison.figure, title=title, classes=classes)
     comparison.table_markdown.write_text(f"# {title}\n\n{markdown_table(results)}\n")
     comparison.table_json.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
     return comparison
+
+
+def _train(
+    name: str,
+    config: TrainConfig,
+    source: RateSource,
+    test: RangeTest | None,
+    started: float,
+    settings: TrainingSettings,
+    run_dir: Path,
+) -> VariantResult:
+    status: Status = "completed"
+    metrics: dict[str, float] = {}
+    message = None
+    try:
+        metrics = run(config, settings=settings, output_dir=run_dir, progress=False, echo=False).metrics
+    except TrainingDiverged as error:
+        status, message = "diverged", str(error)
+    history = read_history(run_dir)
+    val = [row["val_accuracy"] for row in history if row.get("val_accuracy") is not None]
+    return VariantResult(
+        variant=name,
+        optimizer=config.optimizer,
+        lr_policy=config.lr_policy,
+        learning_rate=config.learning_rate,
+        learning_rate_source=source,
+        batch_size=config.batch_size,
+        status=status,
+        test_accuracy=metrics.get("test_accuracy"),
+        ece=metrics.get("ece"),
+        best_val_accuracy=max(val) if val else None,
+        train_seconds=round(sum(float(row["seconds"]) for row in history), 2),
+        wall_seconds=round(time.perf_counter() - started, 2),
+        run_dir=str(run_dir),
+        message=message,
+        suggested_rate=test.suggested_rate if test else None,
+        min_loss_rate=test.min_loss_rate if test else None,
+    )
+
+
+def _failed(variant: Variant, test: RangeTest, seconds: float, run_dir: Path) -> VariantResult:
+    """The row of a variant whose range test gave no rate: nothing trained, the reason in ``message``."""
+    batches = len(test.rates)
+    if test.stop_reason in ("diverged", "non-finite loss"):
+        last = f", at rate {test.rates[-1]:.2g}" if test.rates else ""
+        why = f"its LR range test diverged before the loss fell ({test.stop_reason} after {batches} batch(es){last})"
+    else:
+        why = f"its LR range test found no rate (the smoothed loss did not fall over {batches} batches)"
+    message = f"{why}; not trained: give it a rate with --learning-rates {variant.name}=X"
+    return VariantResult(
+        variant=variant.name,
+        optimizer=variant.config.optimizer,
+        lr_policy=variant.config.lr_policy,
+        learning_rate=None,
+        learning_rate_source="range test",
+        batch_size=variant.config.batch_size,
+        status="failed",
+        test_accuracy=None,
+        ece=None,
+        best_val_accuracy=None,
+        train_seconds=0.0,
+        wall_seconds=round(seconds, 2),
+        run_dir=str(run_dir),
+        message=message,
+        min_loss_rate=test.min_loss_rate,
+    )
 
 
 def _summary(result: VariantResult) -> str:
@@ -300,79 +345,3 @@ def _summary(result: VariantResult) -> str:
         f"test accuracy {result.test_accuracy:.4f}, ECE {result.ece:.4f}, "
         f"{result.train_seconds:.1f} s training, {result.wall_seconds:.1f} s in all"
     )
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Table and figure
-# ---------------------------------------------------------------------------------------------------------
-
-COLUMNS = (  # (field, heading, format of a number)
-    ("variant", "variant", ""),
-    ("optimizer", "optimizer", ""),
-    ("lr_policy", "policy", ""),
-    ("learning_rate", "learning rate", "g"),
-    ("batch_size", "batch", "d"),
-    ("test_accuracy", "test accuracy", ".4f"),
-    ("ece", "ECE", ".4f"),
-    ("best_val_accuracy", "best val accuracy", ".4f"),
-    ("train_seconds", "training s", ".1f"),
-    ("wall_seconds", "wall s", ".1f"),
-    ("status", "status", ""),
-)
-
-
-def markdown_table(results: Sequence[VariantResult]) -> str:
-    def cell(value: object, spec: str) -> str:
-        return "—" if value is None else format(value, spec)
-
-    header = "| " + " | ".join(heading for _, heading, _ in COLUMNS) + " |"
-    rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
-    rows = ["| " + " | ".join(cell(getattr(r, key), spec) for key, _, spec in COLUMNS) + " |" for r in results]
-    return "\n".join([header, rule, *rows])
-
-
-def plot_comparison(results: Sequence[VariantResult], path: Path, *, title: str) -> None:
-    """Training loss per step, validation loss and validation accuracy per epoch; one colour per variant."""
-    figure, (step_ax, val_loss_ax, val_acc_ax) = plt.subplots(1, 3, figsize=(16, 4.8))
-    for index, result in enumerate(results):
-        color = plt.get_cmap("tab20")(index % 20) if len(results) > 10 else f"C{index}"
-        label = f"{result.variant} (lr {result.learning_rate:g})"
-        run_dir = Path(result.run_dir)
-        history = read_history(run_dir)
-        if history:
-            steps_per_epoch = int(history[0]["step"]) // int(history[0]["epoch"])
-            losses = step_scalars(run_dir, "step/loss")
-            if losses:
-                epochs = [(step + 1) / max(steps_per_epoch, 1) for step, _ in losses]
-                values = [loss for _, loss in losses]
-                step_ax.plot(epochs, values, color=color, alpha=0.3, linewidth=0.8)
-                step_ax.plot(epochs, smooth(values), color=color, linewidth=1.8, label=label)
-            marks = [row["epoch"] for row in history]
-            if any(row.get("val_loss") is not None for row in history):
-                val_loss_ax.plot(marks, [row.get("val_loss") for row in history], "o-", color=color, label=label)
-                val_acc_ax.plot(marks, [row.get("val_accuracy") for row in history], "o-", color=color, label=label)
-        if result.status != "completed":
-            step_ax.plot([], [], color=color, linestyle=":", label=f"{result.variant}: {result.status}")
-    step_ax.set_xlabel("epoch (per training step)")
-    step_ax.set_ylabel("training loss (faint: per batch; solid: smoothed)")
-    val_loss_ax.set_ylabel("validation loss")
-    val_acc_ax.set_ylabel("validation accuracy")
-    for axis in (val_loss_ax, val_acc_ax):
-        axis.set_xlabel("epoch")
-    for axis in (step_ax, val_loss_ax, val_acc_ax):
-        axis.grid(alpha=0.3)
-        if axis.get_legend_handles_labels()[0]:
-            axis.legend(fontsize=8)
-    figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def smooth(values: Sequence[float], beta: float = 0.9) -> list[float]:
-    """Bias-corrected exponential moving average (the same rule as the LR range test, shorter memory)."""
-    average, out = 0.0, []
-    for count, value in enumerate(values, start=1):
-        average = beta * average + (1 - beta) * value
-        out.append(average / (1 - beta**count))
-    return out

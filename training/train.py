@@ -102,12 +102,6 @@ def split_dataset(data: DatasetBundle, config: TrainConfig) -> Split:
 def resolve_config(config: TrainConfig, *, train_images: int, world_size: int) -> TrainConfig:
     """Fill every default that depends on other choices, so the saved config reproduces the run."""
     total_iters = batches_per_epoch(train_images, config.batch_size, world_size) * config.epochs
-    if config.optimizer == "ftrl" and (config.lr_policy != "fixed" or config.warmup_iters):
-        raise InvalidHyperparameter(
-            "ftrl needs --lr-policy fixed and no warmup: FTRL computes each weight in closed form from its state, "
-            "w = -(z - sign(z)·l1) / ((beta + sqrt(n)) / learning_rate + l2), so a changing rate rescales every "
-            "weight (a decaying one shrinks the network to zero)"
-        )
     weight_decay = config.weight_decay
     if weight_decay is None:
         weight_decay = DEFAULT_WEIGHT_DECAY if takes_weight_decay(config.optimizer) else 0.0

@@ -35,6 +35,7 @@ def test_two_optimizers_give_one_figure_and_one_table(settings: TrainingSettings
 
     assert [r.variant for r in result.results] == ["sgd", "adam"]
     assert [r.learning_rate for r in result.results] == [DEFAULT_LEARNING_RATES["sgd"], 0.003]
+    assert [r.learning_rate_source for r in result.results] == ["default", "given"]
     for row in result.results:
         assert row.status == "completed"
         assert row.test_accuracy is not None and 0 <= row.test_accuracy <= 1
@@ -47,7 +48,7 @@ def test_two_optimizers_give_one_figure_and_one_table(settings: TrainingSettings
     assert "| sgd | sgd | fixed | 0.1 |" in table and "| adam | adam | fixed | 0.003 |" in table
     rows = json.loads(result.table_json.read_text())
     assert [(r["variant"], r["test_accuracy"]) for r in rows] == [(r.variant, r.test_accuracy) for r in result.results]
-    assert lines[0].startswith("[1/2] sgd") and len(lines) == 4
+    assert lines[0].startswith("[1/2] sgd") and lines[1] == "    learning rate 0.1 (default)" and len(lines) == 6
     assert not settings.model_root.exists()  # nothing published
 
 
@@ -62,7 +63,7 @@ def test_per_variant_defaults_and_overrides() -> None:
     assert by_name["adam"].batch_size == TINY.batch_size
     assert by_name["momentum"].optimizer_options == {"momentum": 0.5} and by_name["nesterov"].optimizer_options == {}
     assert all(c.weight_decay is None and not c.publish for c in by_name.values())  # run() resolves weight decay
-    assert by_name["ftrl"].lr_policy == "fixed"  # its closed-form weights scale with the rate
+    assert by_name["ftrl"].lr_policy == TINY.lr_policy  # it keeps its weights when the rate changes
     assert by_name["adam"].lr_policy == TINY.lr_policy
 
     varying, variants = plan_variants(TINY, policies=["fixed", "cosine"], learning_rates={"cosine": 0.5})
@@ -111,5 +112,70 @@ def test_a_diverging_variant_is_recorded_and_the_others_still_run(settings: Trai
         ("momentum", "diverged", None),
     ]
     assert all(r.message and "lower the learning rate" in r.message for r in result.results)
-    assert "| sgd | sgd | fixed | 1e+09 | 64 | — | — |" in result.table_markdown.read_text()
+    assert "| sgd | sgd | fixed | 1e+09 | given | 64 | — | — |" in result.table_markdown.read_text()
     assert result.figure.is_file()
+
+
+# the BatchNorm cnn on digits learns within a 60-batch range test (as in test_lr_find.py)
+AUTO = TINY.model_copy(update={"model": "cnn", "batch_size": 32, "train_subset": 512})
+
+
+def test_auto_lr_trains_each_optimizer_at_its_range_tests_rate(settings: TrainingSettings, tmp_path: Path) -> None:
+    lines: list[str] = []
+    result = compare(
+        AUTO,
+        settings=settings,
+        output_dir=tmp_path / "cmp",
+        optimizers=["nesterov", "rprop"],
+        auto_lr=True,
+        range_test_steps=60,
+        announce=lines.append,
+    )
+    nesterov, rprop = result.results
+    assert nesterov.learning_rate_source == "range test" and nesterov.status == "completed"
+    assert (
+        nesterov.learning_rate == nesterov.suggested_rate
+        and nesterov.learning_rate != DEFAULT_LEARNING_RATES["nesterov"]
+    )
+    assert nesterov.min_loss_rate is not None
+    assert (result.output_dir / "lr_find-nesterov.png").is_file()
+    assert (rprop.learning_rate, rprop.learning_rate_source) == (DEFAULT_LEARNING_RATES["rprop"], "default")
+    assert (
+        not (result.output_dir / "lr_find-rprop.png").exists() and not (result.output_dir / "lr_find-adam.png").exists()
+    )
+    assert any("no range test for rprop" in line for line in lines)
+    table = result.table_markdown.read_text()
+    assert f"| nesterov | nesterov | fixed | {nesterov.learning_rate:g} | range test |" in table
+    assert "| rprop | rprop | fixed | 0.001 | default |" in table
+
+
+def test_auto_lr_records_a_range_test_that_diverges_as_failed_and_goes_on(
+    settings: TrainingSettings, tmp_path: Path
+) -> None:
+    result = compare(
+        AUTO,
+        settings=settings,
+        output_dir=tmp_path / "cmp",
+        optimizers=["sgd", "rprop"],
+        auto_lr=True,
+        range_test_steps=30,
+        range_test_bounds=(1e4, 1e8),  # every rate far too high: sgd diverges on the first batches
+    )
+    sgd, rprop = result.results
+    assert (sgd.status, sgd.learning_rate, sgd.test_accuracy, sgd.learning_rate_source) == (
+        "failed",
+        None,
+        None,
+        "range test",
+    )
+    assert sgd.message is not None and "diverged before the loss fell" in sgd.message
+    assert "--learning-rates sgd=X" in sgd.message
+    assert not Path(sgd.run_dir).exists()  # nothing trained
+    assert rprop.status == "completed" and rprop.test_accuracy is not None  # the others go on
+    assert "| sgd | sgd | fixed | — | range test | 32 | — |" in result.table_markdown.read_text()
+    assert result.figure.is_file()
+
+
+def test_auto_lr_is_for_optimizers(settings: TrainingSettings, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--auto-lr picks a rate per optimizer"):
+        compare(TINY, settings=settings, output_dir=tmp_path / "c", policies=["fixed", "cosine"], auto_lr=True)

@@ -372,7 +372,7 @@ def test_the_services_names_are_the_training_registries_names() -> None:
     ("values", "error", "message"),
     [
         ({"optimizer": "adam", "optimizer_options": {"beta1": 0.9}}, InvalidHyperparameter, "unknown option 'beta1'"),
-        ({"optimizer": "ftrl", "lr_policy": "cosine"}, InvalidHyperparameter, "ftrl needs --lr-policy fixed"),
+        ({"optimizer": "ftrl", "optimizer_options": {"beta": -1}}, InvalidHyperparameter, "beta must be >= 0"),
     ],
 )
 def test_hyperparameters_that_cannot_run_fail_before_anything_trains(

@@ -142,3 +142,43 @@ def test_bad_bounds_and_names_fail_before_any_data_is_read(tmp_path: Path) -> No
         find_learning_rate(config, settings=nowhere, start_rate=1.0, end_rate=0.1)
     with pytest.raises(UnknownOptimizer, match="adamax"):
         find_learning_rate(config.model_copy(update={"optimizer": "adamax"}), settings=nowhere)
+
+
+class MeanSquaredError(nn.Module):
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ((output - target) ** 2).mean()
+
+
+def test_on_linear_regression_the_suggestion_matches_the_known_curvature() -> None:
+    """Least squares on x ~ N(0, σ²I): the loss mean((x·w − y)²) has Hessian 2σ²·I, one curvature λ for
+    every direction. Gradient descent converges fastest at rate 1/λ and diverges above 2/λ. The range test
+    must stop after 2/λ, find its lowest smoothed loss near there, and suggest a rate a little below 1/λ
+    (steepest descent on the way down: the rule is conservative, never past the optimum)."""
+    torch.manual_seed(0)
+    features, sigma = 20, 0.5
+    curvature = 2 * sigma**2
+    w_true = torch.randn(features, 1)
+    generator = torch.Generator().manual_seed(1)
+
+    def batches() -> Any:
+        while True:
+            x = torch.randn(1024, features, generator=generator) * sigma
+            yield x, x @ w_true + 0.1 * torch.randn(1024, 1, generator=generator)  # noise: a loss floor of 0.01
+
+    model = nn.Linear(features, 1, bias=False)
+    result = range_test(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        batches(),
+        loss_fn=MeanSquaredError(),
+        device=torch.device("cpu"),
+        start_rate=1e-5 / curvature,
+        end_rate=1e3 / curvature,
+        steps=100,
+    )
+
+    assert result.stop_reason == "diverged" and result.rates[-1] > 2 / curvature
+    assert result.smoothed[0] == result.losses[0]  # debiased: no start from zero (fastai's avg / (1 − β^t))
+    assert result.suggested_rate is not None and result.min_loss_rate is not None
+    assert 0.1 / curvature <= result.suggested_rate <= 1 / curvature
+    assert 1 / curvature <= result.min_loss_rate <= 10 / curvature  # the smoothed minimum lags 2/λ a little

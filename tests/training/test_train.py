@@ -120,7 +120,6 @@ def test_an_existing_output_folder_is_refused(
     [
         ({"model": "resnet9"}, UnknownModel, r"resnet9 \(known: cnn, cnn_wide, convnext_tiny, "),
         ({"optimizer": "adamax"}, UnknownOptimizer, r"adamax \(known: adadelta"),
-        ({"optimizer": "ftrl", "lr_policy": "cosine"}, InvalidHyperparameter, "ftrl needs --lr-policy fixed"),
         ({"lr_policy": "poly", "lr_policy_options": {"power": -1}}, InvalidHyperparameter, "power"),
     ],
 )

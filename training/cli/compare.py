@@ -17,9 +17,11 @@ from training.cli.options import (
     parse_pairs,
     settings_from,
 )
-from training.compare import DEFAULT_LEARNING_RATES, LBFGS_BATCH_SIZE, markdown_table
+from training.compare import DEFAULT_LEARNING_RATES, LBFGS_BATCH_SIZE
 from training.compare import compare as run_comparison
+from training.compare_report import markdown_table
 from training.config import ConfigError, build_config, read_config_file
+from training.lr_find import STEPS
 from training.optim import optimizer_names, policy_names
 
 
@@ -91,6 +93,19 @@ def split_variant_options(option: str, values: dict[str, Any] | None) -> dict[st
     default={},
     help=f"Per-variant batch sizes, e.g. lbfgs=2048 [default: --batch-size; lbfgs {LBFGS_BATCH_SIZE}].",
 )
+@click.option(
+    "--auto-lr",
+    is_flag=True,
+    help="Run the LR range test for each optimizer first (same model, data, batch size) and train it at the "
+    "suggested rate; lbfgs and rprop keep their default.",
+)
+@click.option(
+    "--range-test-steps",
+    type=click.IntRange(min=10),
+    default=STEPS,
+    show_default=True,
+    help="With --auto-lr: batches per range test.",
+)
 @click.option("--output-dir", type=click.Path(path_type=Path), help="Comparison folder (must not exist).")
 @CONFIG_FILE_OPTION
 @DATA_DIR_OPTION
@@ -101,6 +116,8 @@ def compare(
     policies: tuple[str, ...] | None,
     learning_rates: dict[str, float],
     batch_sizes: dict[str, int],
+    auto_lr: bool,
+    range_test_steps: int,
     output_dir: Path | None,
     config_file: Path | None,
     data_dir: Path | None,
@@ -119,6 +136,8 @@ def compare(
 
     \b
     Learning rate per variant: --learning-rates NAME=X, else --learning-rate when given, else
+      comparing optimizers with --auto-lr: the LR range test's suggestion (lbfgs, rprop: default);
+        a variant whose range test gives no rate is recorded as failed and the others go on
       comparing optimizers: {rates}
       comparing policies: the config's --learning-rate
     Batch size per variant: --batch-sizes NAME=N, else --batch-size, except lbfgs: {lbfgs}
@@ -154,6 +173,10 @@ def compare(
     base = build_config(file_values, given)
 
     explicit = {**file_values, **given}
+    if auto_lr and "learning_rate" in explicit:
+        raise ConfigError(
+            "--auto-lr chooses each optimizer's rate: drop --learning-rate (or give single rates with --learning-rates)"
+        )
     rates = dict(learning_rates)
     sizes = dict(batch_sizes)
     for name in optimizers or policies or ():
@@ -172,6 +195,8 @@ def compare(
         learning_rates=rates,
         batch_sizes=sizes,
         variant_options=variant_options,
+        auto_lr=auto_lr,
+        range_test_steps=range_test_steps,
         announce=None if quiet else lambda line: click.echo(line, err=True),
     )
     click.echo(f"\n{markdown_table(comparison.results)}\n", err=True)

@@ -1,6 +1,7 @@
 """Command-line options generated from the TrainConfig fields, so the CLI, config files and the
 fine-tuning API use the same names (``--learning-rate`` is ``learning_rate`` everywhere)."""
 
+import re
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -55,10 +56,22 @@ def parse_pairs(option: str, pairs: tuple[str, ...]) -> dict[str, Any] | None:
         if not sep or not key:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=option)
         try:
-            parsed[key.strip()] = yaml.safe_load(value)
+            parsed[key.strip()] = exponents_as_floats(yaml.safe_load(value))
         except yaml.YAMLError as exc:
             raise click.BadParameter(f"{pair!r}: cannot read the value ({exc})", param_hint=option) from exc
     return parsed
+
+
+EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def exponents_as_floats(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-6`` (no dot in the mantissa) as a string; read it, also inside lists, as a number."""
+    if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, list):
+        return [exponents_as_floats(item) for item in value]
+    return value
 
 
 def _is_bool(annotation: Any) -> bool:

@@ -250,6 +250,12 @@ _SPECS: dict[str, OptimizerSpec] = {
                 Float("l2", 0.0, "λ2, paper convention (twice Keras' l2)", range=NON_NEGATIVE),
                 Float("lr_power", -0.5, "p; n^(−p) replaces √n (−0.5: the paper)", range=Range(None, 0.0)),
                 Float("initial_accumulator_value", 0.0, "starting n (paper 0.0, Keras 0.1)", range=NON_NEGATIVE),
+                Bool(
+                    "keep_initial_weights",
+                    True,
+                    "start z so the first step starts from the model's initialization (false: the paper's z = 0, "
+                    "which wipes a CNN's initialization and leaves it at chance)",
+                ),
             ),
             _ftrl,
             "FTRL-Proximal, α = learning_rate; regularizes with l1/l2, not weight_decay",

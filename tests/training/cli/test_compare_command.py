@@ -70,6 +70,12 @@ def test_compare_refuses_bad_values_with_exit_code_2(tmp_path: Path) -> None:
         ([], "give exactly one of --optimizers and --policies"),
         (["--optimizers", "sgd,momentum", "--optimizer-option", "momentum=0.9"], "NAME.KEY=VALUE"),
         (["--optimizers", "sgd,adam", "--optimizer", "adam"], "--optimizer does not apply when comparing"),
+        (
+            ["--optimizers", "sgd,adam", "--auto-lr", "--learning-rate", "0.1"],
+            "--auto-lr chooses each optimizer's rate",
+        ),
+        (["--policies", "fixed,cosine", "--auto-lr"], "--auto-lr picks a rate per optimizer"),
+        (["--optimizers", "sgd", "--auto-lr", "--range-test-steps", "3"], "Invalid value for '--range-test-steps'"),
     ]
     for args, message in cases:
         result = runner.invoke(cli, ["compare", *args, *TINY, "--output-dir", str(out)])

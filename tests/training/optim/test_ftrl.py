@@ -50,7 +50,7 @@ def test_matches_reference_over_100_steps(lr_power: float, l1: float, l2: float,
     expected = ftrl_reference(w0, grads, alpha=0.2, n0=n0, **kw)
 
     w = torch.nn.Parameter(torch.tensor(w0, dtype=torch.float64))
-    opt = Ftrl([w], lr=0.2, initial_accumulator_value=n0, **kw)
+    opt = Ftrl([w], lr=0.2, initial_accumulator_value=n0, keep_initial_weights=False, **kw)  # the paper's z = 0
     worst = 0.0
     for g, want in zip(grads, expected, strict=True):
         w.grad = torch.tensor(g, dtype=torch.float64)
@@ -61,6 +61,57 @@ def test_matches_reference_over_100_steps(lr_power: float, l1: float, l2: float,
         if nonzero.any():
             worst = max(worst, float(np.max(np.abs(got[nonzero] - want[nonzero]) / np.abs(want[nonzero]))))
     assert worst <= 1e-6
+
+
+@pytest.mark.parametrize(("lr_power", "l2", "n0"), [(-0.5, 0.0, 0.0), (-0.5, 0.3, 0.1), (-0.3, 0.1, 0.0)])
+def test_kept_initial_weights_give_steps_from_the_initialization(lr_power: float, l2: float, n0: float) -> None:
+    """Without λ1, z₀ = −d₀·w₀ makes every step w ← w − g/d, d = (β + n^(−p))/α + λ2, from w₀ itself."""
+    rng = np.random.default_rng(1)
+    w0 = rng.normal(size=(3, 4))
+    grads = [rng.normal(size=(3, 4)) * 1e-3 for _ in range(50)]  # small, as a CNN's gradients are
+    w = torch.nn.Parameter(torch.tensor(w0, dtype=torch.float64))
+    opt = Ftrl([w], lr=0.2, beta=1.0, l2=l2, lr_power=lr_power, initial_accumulator_value=n0)
+    expected, n = w0.copy(), np.full_like(w0, n0)
+    for g in grads:
+        n = n + g**2
+        expected = expected - g / ((1.0 + n ** (-lr_power)) / 0.2 + l2)
+        w.grad = torch.tensor(g, dtype=torch.float64)
+        opt.step()
+        np.testing.assert_allclose(w.detach().numpy(), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_the_papers_start_wipes_an_initialization_and_ours_keeps_it() -> None:
+    """A BatchNorm scale starts at 1: one small gradient step should leave it near 1, not near 0."""
+    kept = torch.nn.Parameter(torch.ones(4, dtype=torch.float64))
+    paper = torch.nn.Parameter(torch.ones(4, dtype=torch.float64))
+    for w, keep in ((kept, True), (paper, False)):
+        w.grad = torch.full((4,), 1e-3, dtype=torch.float64)
+        Ftrl([w], lr=0.1, keep_initial_weights=keep).step()
+    assert torch.allclose(kept, torch.full((4,), 1.0 - 1e-4, dtype=torch.float64), rtol=1e-3)
+    assert float(paper.detach().max()) < 2e-3  # (|g|·w₀ − α·g)/(β + |g|): the scale is gone
+
+
+@pytest.mark.parametrize("l1", [0.0, 0.05])
+def test_a_rate_change_keeps_the_weights(l1: float) -> None:
+    """A schedule writes a new α between steps; with a zero gradient the next step must not move w."""
+    rng = np.random.default_rng(2)
+    w = torch.nn.Parameter(torch.tensor(rng.normal(size=20), dtype=torch.float64))
+    opt = Ftrl([w], lr=0.1, l1=l1)
+    for _ in range(5):
+        w.grad = torch.tensor(rng.normal(size=20), dtype=torch.float64)
+        opt.step()
+    before = w.detach().clone()
+    for rate in (0.5, 0.01):
+        opt.param_groups[0]["lr"] = rate
+        w.grad = torch.zeros(20, dtype=torch.float64)
+        opt.step()
+        torch.testing.assert_close(w.detach(), before, rtol=1e-12, atol=1e-12)
+    g = torch.tensor(rng.normal(size=20), dtype=torch.float64)
+    w.grad = g
+    opt.step()
+    if l1 == 0.0:  # and the next step is taken at the new rate: w ← w − g/d with d = (β + √n)/0.01
+        n = opt.state[w]["n"]
+        torch.testing.assert_close(w.detach(), before - g / ((1.0 + n.sqrt()) / 0.01), rtol=1e-9, atol=1e-12)
 
 
 def test_l1_gives_exact_zeros() -> None:
