@@ -7,8 +7,9 @@ The default recipe's model (``cnn``, 28x28 grey, 10 classes, random weights: the
 them) is exported by training's exporter and published twice into ``--root`` (reused when already there):
 v1 serves, v2 is the candidate. One ``imgcls serve`` process (one worker, ``THREADS`` intra-op threads) and
 ``--clients`` client threads, each sending one image per request, one after the other (a closed loop: the
-offered load is the same in both conditions). In rounds.py's alternating order, ``--seconds`` per condition
-and round:
+most the server and clients can do together), or with ``--rate`` on a fixed schedule (an open loop below
+capacity, as a service runs most of the time: does the shadow add latency when there is CPU to spare?).
+In rounds.py's alternating order, ``--seconds`` per condition and round:
 
 - **no rollout**: classify as it runs every day;
 - **shadow 100 %**: ``PUT /v1/models/{name}/rollout`` with ``{"version": 2, "mode": "shadow", "percent": 100}``
@@ -51,15 +52,22 @@ def candidate_version(repository: ModelRepository) -> int:
     return repository.publish(manifest, folder / "model.onnx", None, explain_path=folder / "explain.onnx").version
 
 
-def closed_loop(port: int, body: bytes, headers: dict[str, str], clients: int, seconds: float) -> list[float]:
-    """Latencies (s) of every request ``clients`` threads sent back to back for ``seconds``."""
+def load(port: int, body: bytes, headers: dict[str, str], clients: int, seconds: float, rate: float) -> list[float]:
+    """Latencies (s) of every request ``clients`` threads sent for ``seconds``: back to back (``rate`` 0), or
+    each on a fixed schedule, ``rate`` requests/s in all (an open loop: latency counts from the scheduled
+    start, so a late answer delays nothing it should not)."""
     latencies: list[float] = []
     failures: list[str] = []
     deadline = time.perf_counter() + seconds
+    interval = clients / rate if rate else 0.0
 
     def client() -> None:
-        while time.perf_counter() < deadline:
-            begin = time.perf_counter()
+        due = time.perf_counter()
+        while due < deadline:
+            if interval:
+                time.sleep(max(0.0, due - time.perf_counter()))
+            begin = due if interval else time.perf_counter()
+            due = due + interval if interval else time.perf_counter()
             status, _, answer = http_request(port, "POST", f"/v1/models/{MODEL}/classify", body, headers)
             latencies.append(time.perf_counter() - begin)
             if status != 200:
@@ -84,7 +92,7 @@ def one_round(port: int, pid: int, shadow: bool, version: int, args: argparse.Na
         if status != 201:
             raise SystemExit(f"PUT {rollout}: {status} {answer[:300]!r}")
     cpu_before = tree_cpu_seconds(pid)
-    latencies = closed_loop(port, body, headers, args.clients, args.seconds)
+    latencies = load(port, body, headers, args.clients, args.seconds, args.rate)
     cpu = tree_cpu_seconds(pid) - cpu_before
     figures = {
         "requests_per_s": len(latencies) / args.seconds,
@@ -108,6 +116,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=MIN_ROUNDS)
     parser.add_argument("--seconds", type=float, default=5.0, help="per condition and round")
     parser.add_argument("--clients", type=int, default=2, help="client threads, each one request at a time")
+    parser.add_argument(
+        "--rate", type=float, default=0, help="requests/s in all on a fixed schedule (0: back to back, the most)"
+    )
     parser.add_argument("--root", type=Path, default=record.REPO / "var" / "benchmarks" / "rollout")
     record.add_arguments(parser, "rollout")
     args = parser.parse_args()
@@ -142,6 +153,7 @@ def main() -> None:
         "model": MODEL,
         "threads": THREADS,
         "clients": args.clients,
+        "rate": args.rate or "closed loop",
         "seconds": args.seconds,
         "none": summary(measured["none"]),
         "shadow": summary(measured["shadow"]),

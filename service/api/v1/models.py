@@ -18,6 +18,7 @@ from service.api.v1.schemas import (
     VersionInfo,
 )
 from service.inference.registry import LoadedVersion, ModelStatus
+from service.rollouts import RolloutConflict
 
 VariantQuery = Annotated[str | None, Parameter(description="fp32 or a variant such as int8; default from settings")]
 
@@ -128,9 +129,16 @@ async def unload_version(
 @post("/v1/models/{name:str}/promote", status_code=200, tags=["admin"], responses=problems(404, 409, 413, 422, 503))
 async def promote_version(request: Request, name: FromPath[str], data: JSONBody[PromoteRequest]) -> ModelSummary:
     """Point an alias (default production) at a version. For production: hot swap, no request fails.
-    A read-only model repository answers 409, saying so."""
+    A read-only model repository answers 409, saying so, and so does production while a rollout runs."""
     state: AppState = request.app.state.imgcls
     key = await state.auth.authorize(request, "admin")
+    if data.alias == "production":
+        running = await asyncio.to_thread(state.rollouts.store.current, name)
+        if running is not None:
+            raise RolloutConflict(
+                f"a {running.mode} rollout of {name} v{running.version} is running: end it first with "
+                f"POST /v1/models/{name}/rollout/promote or /rollout/abort"
+            )
     await state.registry.promote(
         name, data.version, data.alias, redis_url=state.redis_url, by=key.name, reason=data.reason
     )

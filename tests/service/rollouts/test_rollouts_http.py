@@ -102,6 +102,10 @@ def test_bad_rollouts_are_refused_and_the_serving_version_stays(
         assert put({"version": 2}).status_code == 201
         second = put({"version": 2, "mode": "canary", "percent": 5})
         assert second.status_code == 409 and "already running" in second.json()["detail"], second.text
+        promote = lambda body: httpx.post(f"{server}/v1/models/{MODEL}/promote", json=body)  # noqa: E731
+        by_hand = promote({"version": 2})  # production moves only through the rollout while it runs
+        assert by_hand.status_code == 409 and "/rollout/promote" in by_hand.json()["detail"], by_hand.text
+        assert promote({"version": 2, "alias": "staging"}).status_code == 200  # other aliases move freely
         assert httpx.post(f"{server}{ROLLOUT}/abort", json={"reason": "test"}).status_code == 200
         assert classify(server, png).json()["version"] == 1
 
