@@ -31,6 +31,7 @@ class Checkpoint:
     best_val_accuracy: float
     best_epoch: int
     code_version: str
+    ema: dict[str, Any] | None = None  # --ema: WeightAverage.state_dict() (averaged tensors, steps averaged)
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
@@ -47,6 +48,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         "best_val_accuracy": checkpoint.best_val_accuracy,
         "best_epoch": checkpoint.best_epoch,
         "code_version": checkpoint.code_version or code_version(),
+        "ema": checkpoint.ema,
     }
     with replacing(path) as staging:
         torch.save(payload, staging)
@@ -73,4 +75,5 @@ def load_checkpoint(path: Path) -> Checkpoint:
         best_val_accuracy=payload["best_val_accuracy"],
         best_epoch=payload["best_epoch"],
         code_version=payload["code_version"],
+        ema=payload.get("ema"),
     )

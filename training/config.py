@@ -69,6 +69,20 @@ class TrainConfig(Hyperparameters):
     warmup_iters: int = Field(default=0, ge=0, description="linear warmup in front of the policy")
     lr_multipliers: dict[str, float] = Field(default_factory=dict, description="module-name pattern -> rate multiplier")
     grad_clip: float | None = Field(default=None, gt=0.0, description="max global gradient norm")
+    ema: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        description="keep an exponential moving average of the weights with this decay (e.g. 0.999), validate "
+        "and test it beside the trained weights, and export it (training/ema.py)",
+    )
+
+    # ---- the exported model
+    tta: Literal["none", "flip"] = Field(
+        default="none",
+        description='test-time augmentation in the exported graph: "flip" averages the logits of each image and '
+        "its mirror (only for labels a mirror keeps; twice the inference cost)",
+    )
 
     # ---- control
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: CUDA when available, else CPU")

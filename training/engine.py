@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from training.ema import WeightAverage
 from training.errors import TrainingError
 from training.optim import needs_closure
 
@@ -68,7 +69,10 @@ def train_one_epoch(
     description: str = "train",
     progress: bool = True,
     should_stop: Callable[[], bool] = lambda: False,
+    average: WeightAverage | None = None,
 ) -> EpochResult:
+    """One pass over ``batches``: a parameter update per batch, then ``scheduler.step()`` and, with
+    ``average`` (``--ema``), one step of the weights' moving average."""
     model.train()
     use_closure = needs_closure(optimizer)
     loss_sum = correct = images = 0.0
@@ -91,6 +95,8 @@ def train_one_epoch(
             use_closure=use_closure,
         )
         scheduler.step()
+        if average is not None:
+            average.update()
         batch_loss = float(loss)
         if not math.isfinite(batch_loss):
             raise TrainingDiverged(

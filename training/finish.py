@@ -31,11 +31,13 @@ from training.export import export_onnx
 from training.publish import publish_run
 from training.report_files import write_report_files
 from training.reporting import plot_curves
+from training.tta import with_tta
 
 
 def finish_run(
     model: nn.Module,
     *,
+    average: nn.Module | None = None,
     folder: RunFolder,
     config: TrainConfig,
     name: str,
@@ -51,11 +53,21 @@ def finish_run(
 ) -> tuple[dict[str, float], VersionRef | None]:
     """Returns the test metrics and, when ``config.publish``, the published version (servers listening on
     ``redis_url`` are told). ``model`` holds the weights of epoch ``best_epoch`` of ``history`` (the one
-    kept); ``early_stop`` says why the run ended early, if it did."""
+    kept); ``early_stop`` says why the run ended early, if it did.
+
+    ``average`` (``--ema``): the moving average of the weights at that epoch; then it is what is calibrated,
+    tested, exported and published, and ``metrics["raw_test_accuracy"]`` is the trained weights' accuracy.
+    With ``config.tta`` "flip" the exported graph, and so every figure of the exported model, averages each
+    image with its mirror (training/tta.py); ``metrics["test_accuracy_without_tta"]`` says what it adds.
+    """
     plain_loss = nn.CrossEntropyLoss()
     amp = device.type == "cuda"
+    kept = average if average is not None else model  # the weights exported
+    exported = with_tta(kept, config.tta)
 
-    def logits_of(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def logits_of(
+        images: torch.Tensor, labels: torch.Tensor, network: nn.Module = exported
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         batches = eval_batches(
             images,
             labels,
@@ -64,8 +76,12 @@ def finish_run(
             device=device,
             channels_last=uses_channels_last(config),
         )
-        result = evaluate(model, batches, loss_fn=plain_loss, device=device, amp=amp)
+        result = evaluate(network, batches, loss_fn=plain_loss, device=device, amp=amp)
         return result.logits, result.labels
+
+    def accuracy_of(network: nn.Module) -> float:
+        logits, labels = logits_of(*test, network=network)
+        return round(float((logits.argmax(dim=1) == labels).float().mean()), 5)
 
     val_logits, val_labels = logits_of(*val)
     temperature = fit_temperature(val_logits, val_labels)
@@ -89,6 +105,10 @@ def finish_run(
     }
     if len(val_labels):
         metrics["val_accuracy"] = round(float((val_logits.argmax(dim=1) == val_labels).float().mean()), 5)
+    if average is not None:
+        metrics["raw_test_accuracy"] = accuracy_of(with_tta(model, config.tta))
+    if config.tta != "none":
+        metrics["test_accuracy_without_tta"] = accuracy_of(kept)
     for row in report.classes:
         metrics[f"accuracy/{row.label}"] = row.recall
 
@@ -98,14 +118,14 @@ def finish_run(
     )
     write_report_files(report, folder.path, title=f"{name} · test set")
 
-    model_cpu = model.to("cpu").to(memory_format=torch.contiguous_format).float().eval()
+    model_cpu = kept.to("cpu").to(memory_format=torch.contiguous_format).float().eval()
     torch.save(model_cpu.state_dict(), folder.weights)
     sample_batch = next(
         eval_batches(*test, batch_size=8, preprocessing=data.preprocessing, device=torch.device("cpu"))
     )[0]
     input_shape = (data.preprocessing.channels, *data.preprocessing.input_size)
     export = export_onnx(
-        model_cpu,
+        with_tta(model_cpu, config.tta),
         folder.model,
         input_shape=input_shape,
         sample=sample_batch,

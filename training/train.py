@@ -33,6 +33,7 @@ from training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.data import DatasetBundle, load_dataset, train_val_split
 from training.distributed import Processes, barrier, pick_device, start_processes, stop_processes
+from training.ema import WeightAverage
 from training.engine import EpochResult, Evaluation, evaluate, train_one_epoch
 from training.errors import CheckpointError, InvalidHyperparameter, OutputExists
 from training.finish import finish_run
@@ -46,6 +47,7 @@ from training.optim import (
 from training.pretrained import initial_weights
 from training.reporting import RunLog
 from training.settings import TrainingSettings
+from training.tta import tta_doubt
 
 DEFAULT_WEIGHT_DECAY = 5e-4
 
@@ -209,6 +211,9 @@ def run(
         config = resolve_config(
             resolve_augment(config, data), train_images=len(split.train[1]), world_size=processes.world_size
         )
+        doubt = tta_doubt(config.tta, augment=str(config.augment), flip_ok=data.flip_ok)
+        if echo and processes.is_main and doubt is not None:
+            print(f"# warning: {doubt}", file=sys.stderr)
         if start is None and config.init_weights is not None and not resume:
             start = Pretrained(
                 initial_weights(
@@ -251,6 +256,8 @@ def run(
         if so_far.best_epoch != so_far.epochs_done:
             best = load_checkpoint(folder.best_checkpoint)  # saved when that epoch ended; survives a resume
             load_weights_into(setup.model, best, config.model)
+            if setup.average is not None:
+                load_average_into(setup.average, best)
             if echo:
                 print(
                     f"# keeping epoch {best.epoch} (best validation accuracy {best.best_val_accuracy:.4f}), "
@@ -259,6 +266,7 @@ def run(
                 )
         metrics, published = finish_run(
             setup.model,
+            average=setup.average.model if setup.average is not None else None,
             folder=folder,
             config=config,
             name=name,
@@ -304,6 +312,7 @@ class Setup:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     steps_per_epoch: int
+    average: WeightAverage | None  # --ema: the moving average of the weights, validated beside them and exported
 
 
 @dataclass(frozen=True)
@@ -318,14 +327,15 @@ class Progress:
     def epochs_done(self) -> int:
         return int(self.history[-1]["epoch"]) if self.history else 0
 
-    def better(self, val: Evaluation, row: dict[str, Any]) -> bool:
+    def better(self, val: Evaluation, row: dict[str, Any], *, loss_key: str = "val_loss") -> bool:
         """Is this epoch (its validation, its metrics row) the best so far? A higher validation accuracy
-        wins; an equal one wins with a lower validation loss, as happens on a validation set of a few
-        dozen photos, where accuracy moves in steps. Without a validation set every epoch is the best."""
+        wins; an equal one wins with a lower validation loss (``row[loss_key]``), as happens on a validation
+        set of a few dozen photos, where accuracy moves in steps. Without a validation set every epoch is the
+        best. With ``--ema`` the averaged weights are the ones judged (``loss_key`` "ema_val_loss")."""
         if val.labels.numel() == 0 or self.best_epoch == 0 or val.accuracy > self.best_val_accuracy:
             return True
-        best_loss = self.history[self.best_epoch - 1]["val_loss"]
-        return bool(val.accuracy == self.best_val_accuracy and row["val_loss"] < best_loss)
+        best_loss = self.history[self.best_epoch - 1][loss_key]
+        return bool(val.accuracy == self.best_val_accuracy and row[loss_key] < best_loss)
 
     def patience_ran_out(self, patience: int | None) -> bool:
         """``patience`` epochs (0 or None: off) since the best one, none of them better."""
@@ -358,10 +368,12 @@ def set_up(
     *,
     start: Pretrained | None,
 ) -> Setup:
-    """The seeded model (from ``start``'s weights when given), its optimizer and learning-rate schedule."""
+    """The seeded model (from ``start``'s weights when given), its optimizer and learning-rate schedule,
+    and with ``config.ema`` the moving average of its weights (starting as a copy of them)."""
     model, optimizer = build_model_and_optimizer(config, data, device)
     if start is not None:
         load_pretrained(model, start)
+    average = WeightAverage(model, config.ema) if config.ema is not None else None
     steps_per_epoch = batches_per_epoch(len(split.train[1]), config.batch_size, processes.world_size)
     scheduler = build_scheduler(
         optimizer,
@@ -370,7 +382,7 @@ def set_up(
         total_iters=steps_per_epoch * config.epochs,
         warmup_iters=config.warmup_iters,
     )
-    return Setup(config, data, split, device, processes, model, optimizer, scheduler, steps_per_epoch)
+    return Setup(config, data, split, device, processes, model, optimizer, scheduler, steps_per_epoch, average)
 
 
 def resume_from(folder: RunFolder, setup: Setup) -> Progress:
@@ -381,6 +393,8 @@ def resume_from(folder: RunFolder, setup: Setup) -> Progress:
     load_weights_into(setup.model, state, setup.config.model)
     setup.optimizer.load_state_dict(state.optimizer)
     setup.scheduler.load_state_dict(state.scheduler)
+    if setup.average is not None:
+        load_average_into(setup.average, state)
     return Progress(state.history, state.best_val_accuracy, state.best_epoch)
 
 
@@ -446,15 +460,18 @@ def train_epochs(
                 description=f"epoch {epoch + 1}/{config.epochs}",
                 progress=progress and processes.is_main,
                 should_stop=should_stop,
+                average=setup.average,
             )
             if result.stopped_early:  # the partial epoch is dropped; last.pt holds the previous one
                 return "interrupted", so_far
-            val = validate(setup, loss_fn)
-            row = epoch_row(epoch, setup, result, val)
-            improved = so_far.better(val, row)
+            val = validate(setup, loss_fn, setup.model)
+            ema_val = validate(setup, loss_fn, setup.average.model) if setup.average is not None else None
+            row = epoch_row(epoch, setup, result, val, ema_val)
+            judged = val if ema_val is None else ema_val  # the weights that will be exported
+            improved = so_far.better(judged, row, loss_key="val_loss" if ema_val is None else "ema_val_loss")
             so_far = Progress(
                 [*so_far.history, row],
-                (val.accuracy if val.labels.numel() else 0.0) if improved else so_far.best_val_accuracy,
+                (judged.accuracy if judged.labels.numel() else 0.0) if improved else so_far.best_val_accuracy,
                 epoch + 1 if improved else so_far.best_epoch,
             )
             patience_out = so_far.patience_ran_out(config.early_stopping_patience)
@@ -486,7 +503,7 @@ def early_stop_of(so_far: Progress, config: TrainConfig) -> EarlyStop | None:
     return EarlyStop(epoch=so_far.epochs_done, best_epoch=so_far.best_epoch, patience=patience)
 
 
-def validate(setup: Setup, loss_fn: nn.Module) -> Evaluation:
+def validate(setup: Setup, loss_fn: nn.Module, model: nn.Module) -> Evaluation:
     batches = eval_batches(
         *setup.split.val,
         batch_size=EVAL_BATCH_SIZE,
@@ -494,12 +511,21 @@ def validate(setup: Setup, loss_fn: nn.Module) -> Evaluation:
         device=setup.device,
         channels_last=uses_channels_last(setup.config),
     )
-    return evaluate(setup.model, batches, loss_fn=loss_fn, device=setup.device, amp=setup.device.type == "cuda")
+    return evaluate(model, batches, loss_fn=loss_fn, device=setup.device, amp=setup.device.type == "cuda")
 
 
-def epoch_row(epoch: int, setup: Setup, result: EpochResult, val: Evaluation) -> dict[str, Any]:
-    """One line of metrics.jsonl (and of a job's metrics): ``epoch`` counts from 1."""
+def epoch_row(
+    epoch: int, setup: Setup, result: EpochResult, val: Evaluation, ema_val: Evaluation | None = None
+) -> dict[str, Any]:
+    """One line of metrics.jsonl (and of a job's metrics): ``epoch`` counts from 1. ``val_*`` are the trained
+    weights'; with ``--ema``, ``ema_val_*`` the averaged weights'."""
     validated = val.labels.numel() > 0
+    averaged = {}
+    if ema_val is not None:
+        averaged = {
+            "ema_val_loss": round(ema_val.loss, 5) if validated else None,
+            "ema_val_accuracy": round(ema_val.accuracy, 5) if validated else None,
+        }
     return {
         "epoch": epoch + 1,
         "step": (epoch + 1) * setup.steps_per_epoch,
@@ -507,6 +533,7 @@ def epoch_row(epoch: int, setup: Setup, result: EpochResult, val: Evaluation) ->
         "train_accuracy": round(result.accuracy, 5),
         "val_loss": round(val.loss, 5) if validated else None,
         "val_accuracy": round(val.accuracy, 5) if validated else None,
+        **averaged,
         "learning_rate": result.learning_rate,
         "images_per_second": round(result.images_per_second * setup.processes.world_size, 1),
         "processes": setup.processes.world_size,
@@ -528,6 +555,7 @@ def save_epoch(folder: RunFolder, setup: Setup, so_far: Progress, *, improved: b
         best_val_accuracy=so_far.best_val_accuracy,
         best_epoch=so_far.best_epoch,
         code_version=code_version(),
+        ema=setup.average.state_dict() if setup.average is not None else None,
     )
     if improved:
         save_checkpoint(folder.best_checkpoint, state)
@@ -548,6 +576,12 @@ def load_weights_into(model: nn.Module, state: Checkpoint, architecture: str) ->
     if saved != architecture:
         raise CheckpointError(f"the checkpoint holds a {saved} model, not {architecture}")
     model.load_state_dict(state.model)
+
+
+def load_average_into(average: WeightAverage, state: Checkpoint) -> None:
+    if state.ema is None:
+        raise CheckpointError("the checkpoint holds no moving average of the weights (a run without --ema)")
+    average.load_state_dict(state.ema)
 
 
 def load_pretrained(model: nn.Module, start: Pretrained) -> None:

@@ -12,8 +12,10 @@ import msgspec
 import yaml
 
 from training.cli.options import CONFIG_FILE_OPTION, DATA_DIR_OPTION, config_options, given_values, settings_from
-from training.config import ConfigError, build_config, read_config_file
+from training.config import ConfigError, TrainConfig, build_config, read_config_file
 from training.optim import optimizer_names, policy_names
+from training.seeds import parse_seeds, run_seeds, spread_table
+from training.settings import TrainingSettings
 from training.train import run
 
 
@@ -40,6 +42,18 @@ class StopOnInterrupt:
 @DATA_DIR_OPTION
 @click.option("--model-root", type=click.Path(path_type=Path), help="Model repository [env IMGCLS_MODEL_ROOT].")
 @click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines.")
+@click.option(
+    "--seeds",
+    "seeds_text",
+    metavar="N,N,...",
+    help="Train once per seed (at least two, each once) into --output-dir/seed-N; print each run's test accuracy "
+    "and ECE with their mean ± std, and write seeds.json. Publishes nothing unless --publish-median.",
+)
+@click.option(
+    "--publish-median",
+    is_flag=True,
+    help="With --seeds: publish the run whose test accuracy is the median (the lower middle one for an even count).",
+)
 @config_options()
 def train(
     config_file: Path | None,
@@ -48,6 +62,8 @@ def train(
     data_dir: Path | None,
     model_root: Path | None,
     quiet: bool,
+    seeds_text: str | None,
+    publish_median: bool,
     **options: Any,
 ) -> None:
     """Train a model on a dataset, calibrate it, export it to ONNX and publish it.
@@ -71,6 +87,17 @@ def train(
         config = build_config(yaml.safe_load(saved.read_text()))
     else:
         config = build_config(read_config_file(config_file) if config_file else {}, given)
+    if seeds_text is not None:
+        seeds = parse_seeds(seeds_text)
+        if resume_dir is not None or "seed" in given or "publish" in given:
+            raise ConfigError(
+                "--seeds gives the seeds and publishes only with --publish-median: not with --resume, --seed or "
+                "--publish/--no-publish (resume one seed's folder on its own)"
+            )
+        train_seeds(config, seeds, settings, output_dir=output_dir, publish_median=publish_median, quiet=quiet)
+        return
+    if publish_median:
+        raise ConfigError("--publish-median goes with --seeds")
 
     stop = StopOnInterrupt()
     previous = signal.signal(signal.SIGINT, stop.handle)
@@ -119,3 +146,42 @@ def train(
 
 
 train.help = (train.help or "").format(optimizers=", ".join(optimizer_names()), policies=", ".join(policy_names()))
+
+
+def train_seeds(
+    config: TrainConfig,
+    seeds: tuple[int, ...],
+    settings: TrainingSettings,
+    *,
+    output_dir: Path | None,
+    publish_median: bool,
+    quiet: bool,
+) -> None:
+    """``--seeds``: the runs, a table of their spread on stderr, the summary as one JSON line on stdout."""
+    stop = StopOnInterrupt()
+    previous = signal.signal(signal.SIGINT, stop.handle)
+    try:
+        summary, interrupted = run_seeds(
+            config,
+            seeds,
+            settings=settings,
+            output_dir=output_dir,
+            publish_median=publish_median,
+            should_stop=stop,
+            progress=not quiet,
+            echo=not quiet,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted is not None:
+        click.echo(
+            f"interrupted in {interrupted.run_dir} (no summary); continue that seed with: imgcls train --resume "
+            f"{interrupted.run_dir}",
+            err=True,
+        )
+        sys.exit(130)
+    click.echo(spread_table(summary), err=True)
+    if summary["published"] is not None:
+        published = summary["published"]
+        click.echo(f"published seed {published['seed']}: {published['name']} v{published['version']}", err=True)
+    click.echo(json.dumps(summary))
