@@ -385,10 +385,18 @@ def set_up(
     return Setup(config, data, split, device, processes, model, optimizer, scheduler, steps_per_epoch, average)
 
 
+def with_new_fields(saved: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
+    """A checkpoint's config with the fields added to the config since it was written (``ema``, ``tta``) at
+    their defaults, which is how that run trained: an older run resumes unchanged."""
+    fields = type(config).model_fields
+    added = {name: field.get_default(call_default_factory=True) for name, field in fields.items() if name not in saved}
+    return {**added, **saved}
+
+
 def resume_from(folder: RunFolder, setup: Setup) -> Progress:
     """The last checkpoint's weights, optimizer and schedule state loaded into ``setup``; its progress."""
     state = load_checkpoint(folder.last_checkpoint)
-    if state.config != setup.config.to_dict():
+    if with_new_fields(state.config, setup.config) != setup.config.to_dict():
         raise CheckpointError(f"{folder.path}: the checkpoint was made with another config; resume it unchanged")
     load_weights_into(setup.model, state, setup.config.model)
     setup.optimizer.load_state_dict(state.optimizer)

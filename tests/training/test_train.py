@@ -80,7 +80,7 @@ def test_a_run_trains_calibrates_exports_and_publishes(
     assert report.thresholds[0].coverage == 1.0 and report.thresholds[0].accuracy == report.accuracy
 
 
-def test_an_interrupted_run_resumes_to_the_same_weights(
+def test_an_interrupted_run_resumes_to_the_same_weights_also_from_a_checkpoint_older_than_ema_and_tta(
     settings: TrainingSettings, small_config: TrainConfig, tmp_path: Path
 ) -> None:
     config = small_config.model_copy(update={"epochs": 3, "publish": False})
@@ -96,6 +96,10 @@ def test_an_interrupted_run_resumes_to_the_same_weights(
         echo=False,
     )
     assert (interrupted.status, interrupted.epochs_completed) == ("interrupted", 1)
+    older = torch.load(first_checkpoint, weights_only=True)  # as written before --ema and --tta existed
+    for added in ("ema", "tta"):
+        del older["config"][added]
+    torch.save(older, first_checkpoint)
     resumed = run(config, settings=settings, output_dir=tmp_path / "resumed", resume=True, progress=False, echo=False)
     assert resumed.status == "completed"
 
