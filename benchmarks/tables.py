@@ -243,7 +243,8 @@ def summary(results: list[Result]) -> list[str]:
     for r in results:
         target = r["target"]
         h, w = target["input_size"]
-        what = f"{target['architecture']} {h}×{w}, {target['connections']} connections"
+        network = target["model"] if target["architecture"] == "onnx" else target["architecture"]  # imported: its name
+        what = f"{network} {h}×{w}, {target['connections']} connections"
         if r["mode"] == "capacity":
             ours = r["servers"]["imgcls"]
             peers = [
